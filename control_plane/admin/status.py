@@ -1,0 +1,112 @@
+"""Read-only views: what is served, what Envoy runs, what was rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from control_plane.controller import Controller
+from control_plane.health import HealthProber
+from control_plane.translate.names import cluster_name
+from control_plane.translate.weights import effective_weights
+from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.nodes import NodeRegistry
+
+router = APIRouter()
+
+
+def _state(request: Request) -> tuple[Controller, SnapshotCache, NodeRegistry, HealthProber]:
+    app = request.app.state
+    return app.controller, app.cache, app.nodes, app.prober
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/v1/status")
+def status(request: Request) -> dict[str, Any]:
+    controller, cache, nodes, prober = _state(request)
+    snapshot = cache.current
+    rejected = controller.last_rejected
+    return {
+        "snapshot_version": snapshot.version if snapshot else None,
+        "published_at": cache.published_at,
+        "policy": {
+            "paths": [str(p) for p in controller.policy_paths],
+            "last_reload": _outcome(controller.last_reload),
+            "last_rejected": _outcome(rejected),
+        },
+        "models": [model_view(controller, prober, name) for name in _model_names(controller)],
+        "envoys": [node.to_json() for node in nodes.all()],
+        "rejected_snapshots": [
+            {
+                "version": r.snapshot_version,
+                "type": r.type_url,
+                "node": r.node_id,
+                "error": r.message,
+                "at": r.at,
+            }
+            for r in cache.rejections
+        ],
+    }
+
+
+def _model_names(controller: Controller) -> list[str]:
+    return [m.name for m in controller.intent.models] if controller.intent else []
+
+
+def _outcome(outcome: Any) -> dict[str, Any] | None:
+    if outcome is None:
+        return None
+    return {
+        "at": outcome.at,
+        "accepted": outcome.accepted,
+        "errors": outcome.errors,
+        "snapshot_version": outcome.snapshot_version,
+    }
+
+
+def model_view(controller: Controller, prober: HealthProber, name: str) -> dict[str, Any]:
+    assert controller.intent is not None
+    model = controller.intent.model(name)
+    unready = {v.name for v in model.versions if cluster_name(model.name, v.name) in controller.unready}
+    versions = []
+    for version in model.versions:
+        endpoints = []
+        for endpoint in version.endpoints:
+            health = prober.endpoint_health(model, endpoint)
+            endpoints.append(
+                {
+                    "address": endpoint.address,
+                    "ready": None if model.health_check is None else bool(health and health.healthy),
+                    "last_error": health.last_error if health else None,
+                }
+            )
+        versions.append({"name": version.name, "ready": version.name not in unready, "endpoints": endpoints})
+    return {
+        "name": model.name,
+        "hosts": list(model.hosts),
+        "path_prefix": model.path_prefix,
+        "versions": versions,
+        "traffic": model.split.as_dict(),
+        "effective_traffic": dict(effective_weights(model.split, unready)),
+        "shadow": [{"version": m.version, "percent": m.percent} for m in model.mirrors],
+        "rules": [
+            {
+                "name": r.name,
+                "traffic": r.split.as_dict(),
+                "effective_traffic": dict(effective_weights(r.split, unready)),
+                "shadow": [{"version": m.version, "percent": m.percent} for m in r.mirrors],
+            }
+            for r in model.rules
+        ],
+        "pinning": None
+        if model.pinning is None
+        else {
+            "header": model.pinning.header,
+            "body_field": ".".join(model.pinning.body_field) if model.pinning.body_field else None,
+        },
+    }

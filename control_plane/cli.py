@@ -1,0 +1,127 @@
+"""The `switchyard` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+
+from control_plane.bootstrap import bootstrap_yaml
+from control_plane.policy.compile import to_intent
+from control_plane.policy.errors import PolicyErrors
+from control_plane.policy.loader import load_policies
+from control_plane.translate import TYPE_ORDER, translate
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        policies = load_policies(args.paths)
+    except PolicyErrors as exc:
+        for error in exc.errors:
+            print(error)
+        return 1
+    print(f"ok: {len(policies.models)} model(s) in {len(policies.files)} file(s)")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    try:
+        intent = to_intent(load_policies(args.paths))
+    except PolicyErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 1
+    resources = translate(intent)
+    rendered: dict[str, Any] = {
+        type_url.rsplit(".", 1)[-1]: [
+            json_format.MessageToDict(m, preserving_proto_field_name=True)
+            for _, m in sorted(resources.by_type[type_url].items())
+        ]
+        for type_url in TYPE_ORDER
+    }
+    if args.format == "json":
+        print(json.dumps(rendered, indent=2))
+    else:
+        print(yaml.safe_dump(rendered, sort_keys=False), end="")
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    host, port = args.xds
+    print(
+        bootstrap_yaml(host, port, admin_port=args.admin_port, node_id=args.node_id, delta=args.delta),
+        end="",
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from control_plane.server import ServeOptions, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ServeOptions(
+        policies=[Path(p) for p in args.policies],
+        xds_address=args.xds_address,
+        xds_port=args.xds_port,
+        admin_address=args.admin_address,
+        admin_port=args.admin_port,
+        watch=not args.no_watch,
+    )
+    return asyncio.run(serve(options))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check policy files; one line per error")
+    p.add_argument("paths", nargs="+", help="policy files or directories")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="print the Envoy resources the policies translate to")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("bootstrap", help="print an Envoy bootstrap (YAML) that connects to the control plane")
+    p.add_argument("--xds", type=_host_port, required=True, metavar="HOST:PORT")
+    p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--node-id", default="switchyard-envoy")
+    p.add_argument(
+        "--delta", action="store_true", help="incremental (delta) ADS instead of state of the world"
+    )
+    p.set_defaults(func=cmd_bootstrap)
+
+    p = sub.add_parser("serve", help="run the control plane")
+    p.add_argument("--policies", nargs="+", required=True, metavar="DIR", help="policy directories or files")
+    p.add_argument("--xds-address", default="127.0.0.1")
+    p.add_argument("--xds-port", type=int, default=18000)
+    p.add_argument("--admin-address", default="127.0.0.1")
+    p.add_argument("--admin-port", type=int, default=18001)
+    p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

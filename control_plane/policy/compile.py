@@ -1,0 +1,85 @@
+"""Validated policy documents -> routing intent (IR)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from control_plane import ir
+from control_plane.policy.endpoints import parse_endpoint
+from control_plane.policy.loader import PolicySet
+from control_plane.policy.schema import HeaderMatchSpec, ModelRoute, ShadowSpec
+
+
+def to_intent(policies: PolicySet) -> ir.RoutingIntent:
+    gateway = policies.gateway
+    listener = ir.Listener(gateway.value.spec.address, gateway.value.spec.port) if gateway else ir.Listener()
+    return ir.RoutingIntent(listener, tuple(to_model(m.value) for m in policies.models))
+
+
+def to_model(route: ModelRoute) -> ir.Model:
+    spec = route.spec
+    traffic = spec.traffic if spec.traffic is not None else {next(iter(spec.versions)): 100}
+    pin = spec.pinning
+    hc = spec.health_check
+    od = spec.outlier_detection
+    retries = spec.retries
+    return ir.Model(
+        name=route.metadata.name,
+        hosts=tuple(spec.hosts),
+        path_prefix=spec.path_prefix,
+        rewrite_prefix=spec.rewrite_prefix,
+        versions=tuple(
+            ir.Version(name, tuple(_endpoint(e) for e in v.endpoints)) for name, v in spec.versions.items()
+        ),
+        split=_split(traffic),
+        mirrors=_mirrors(spec.shadow),
+        rules=tuple(
+            ir.Rule(
+                name=rule.name,
+                headers=tuple(_header(name, m) for name, m in rule.match.headers.items()),
+                min_content_length=rule.match.min_content_length,
+                max_content_length=rule.match.max_content_length,
+                split=_split(rule.traffic),
+                mirrors=_mirrors(rule.shadow if rule.shadow is not None else spec.shadow),
+            )
+            for rule in spec.rules
+        ),
+        pinning=ir.Pinning(pin.header, tuple(pin.body_field.split(".")) if pin.body_field else None)
+        if pin
+        else None,
+        timeout_ms=spec.timeout,
+        connect_timeout_ms=spec.connect_timeout,
+        retry=ir.Retry(retries.attempts, tuple(retries.on), retries.per_try_timeout) if retries else None,
+        health_check=ir.HealthCheck(
+            hc.path, hc.interval, hc.timeout, hc.healthy_threshold, hc.unhealthy_threshold
+        )
+        if hc
+        else None,
+        outlier_detection=ir.OutlierDetection(
+            od.consecutive_5xx, od.interval, od.base_ejection_time, od.max_ejection_percent
+        )
+        if od
+        else None,
+        slow_start_ms=spec.slow_start.window if spec.slow_start else None,
+    )
+
+
+def _endpoint(text: str) -> ir.Endpoint:
+    parsed = parse_endpoint(text)
+    return ir.Endpoint(parsed.host, parsed.port, parsed.is_ip)
+
+
+def _split(weights: Mapping[str, int]) -> ir.Split:
+    return ir.Split(tuple(weights.items()))
+
+
+def _mirrors(shadows: Sequence[ShadowSpec]) -> tuple[ir.Mirror, ...]:
+    return tuple(ir.Mirror(s.version, s.percent) for s in shadows)
+
+
+def _header(name: str, match: HeaderMatchSpec) -> ir.HeaderCondition:
+    for kind in ("exact", "prefix", "regex"):
+        value = getattr(match, kind)
+        if value is not None:
+            return ir.HeaderCondition(name, kind, value)
+    return ir.HeaderCondition(name, "present" if match.present else "absent")

@@ -1,0 +1,30 @@
+"""Durations as users write them (``250ms``, ``5s``, ``1m``), parsed to milliseconds."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def parse_duration_ms(value: object) -> int:
+    """Parse a duration string; raise ``ValueError`` with a message fit for a user."""
+    if not isinstance(value, str):
+        raise ValueError(f"bad duration {value!r}: write a number with a unit, e.g. 250ms, 5s, 1m, 1h")
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise ValueError(f"bad duration {value!r}: write a number with a unit, e.g. 250ms, 5s, 1m, 1h")
+    millis = float(match.group(1)) * _UNIT_MS[match.group(2)]
+    if millis < 1 or millis != int(millis):
+        raise ValueError(f"bad duration {value!r}: must be a whole number of milliseconds >= 1ms")
+    return int(millis)
+
+
+def format_duration_ms(millis: int) -> str:
+    """The shortest exact spelling, so written-back policies stay readable."""
+    for unit in ("h", "m", "s"):
+        size = int(_UNIT_MS[unit])
+        if millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"

@@ -1,0 +1,46 @@
+"""Policy errors that point at the exact place a user must fix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+PathPart = str | int
+FieldPath = tuple[PathPart, ...]
+
+
+def format_path(path: Sequence[PathPart]) -> str:
+    """``("spec", "rules", 0, "match")`` -> ``spec.rules[0].match``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyError:
+    """One problem in one policy document, rendered as ``file:line: field.path: message``."""
+
+    file: str
+    line: int
+    path: FieldPath
+    message: str
+
+    def __str__(self) -> str:
+        where = format_path(self.path)
+        return (
+            f"{self.file}:{self.line}: {where}: {self.message}"
+            if where
+            else (f"{self.file}:{self.line}: {self.message}")
+        )
+
+
+class PolicyErrors(Exception):
+    """Raised when a policy set is rejected; carries every error found, not just the first."""
+
+    def __init__(self, errors: Iterable[PolicyError]) -> None:
+        self.errors: tuple[PolicyError, ...] = tuple(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))

@@ -1,0 +1,234 @@
+"""The switchyard/v1 policy schema: typed, validated, and strict about unknown fields.
+
+Every model forbids extra keys: a misspelt field is an error, never silently
+ignored (KServe once ignored ``canaryTrafficPercent`` and users lost traffic).
+Durations are stored as integer milliseconds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from control_plane.policy.durations import parse_duration_ms
+from control_plane.policy.endpoints import parse_endpoint
+
+API_VERSION = "switchyard/v1"
+
+# DNS-1123 labels, like Kubernetes object names: they become Envoy cluster and stat names.
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
+]
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", to_lower=True)]
+DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+Weight = Annotated[int, Field(strict=True, ge=0, le=100)]
+Percent = Annotated[float, Field(strict=True, gt=0, le=100)]
+Count = Annotated[int, Field(strict=True, ge=1)]
+
+RetryOn = Literal[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+]
+
+
+_DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("connect-failure", "refused-stream")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(Strict):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+def _check_endpoint(value: str) -> str:
+    parse_endpoint(value)
+    return value
+
+
+class VersionSpec(Strict):
+    endpoints: list[Annotated[str, AfterValidator(_check_endpoint)]] = Field(min_length=1)
+
+
+class ShadowSpec(Strict):
+    version: Name
+    percent: Percent = 100.0
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+def _exact_shorthand(value: Any) -> Any:
+    # `x-user-tier: premium` is shorthand for `x-user-tier: {exact: premium}`.
+    return {"exact": value} if isinstance(value, str) else value
+
+
+class HeaderMatchSpec(Strict):
+    exact: str | None = None
+    prefix: str | None = Field(default=None, min_length=1)
+    regex: Annotated[str | None, AfterValidator(_check_regex)] = None
+    present: Literal[True] | None = None
+    absent: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HeaderMatchSpec:
+        chosen = [
+            k for k in ("exact", "prefix", "regex", "present", "absent") if getattr(self, k) is not None
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                "a header match sets exactly one of exact, prefix, regex, present: true, absent: true"
+                f" (got {', '.join(chosen) or 'none'})"
+            )
+        return self
+
+
+HeaderMatch = Annotated[HeaderMatchSpec, BeforeValidator(_exact_shorthand)]
+
+
+class MatchSpec(Strict):
+    headers: dict[HeaderName, HeaderMatch] = Field(default_factory=dict)
+    min_content_length: Annotated[int, Field(strict=True, ge=0)] | None = None
+    max_content_length: Annotated[int, Field(strict=True, ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MatchSpec:
+        if not self.headers and self.min_content_length is None and self.max_content_length is None:
+            raise ValueError(
+                "a rule's match needs at least one condition (headers, min_content_length,"
+                " max_content_length); for a catch-all, change spec.traffic instead"
+            )
+        lo, hi = self.min_content_length, self.max_content_length
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min_content_length ({lo}) is greater than max_content_length ({hi})")
+        return self
+
+
+class RuleSpec(Strict):
+    name: Name
+    match: MatchSpec
+    traffic: dict[Name, Weight]
+    shadow: list[ShadowSpec] | None = None  # None: inherit the model's shadow list
+
+
+class PinningSpec(Strict):
+    header: HeaderName | None = None
+    body_field: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _something(self) -> PinningSpec:
+        if self.header is None and self.body_field is None:
+            raise ValueError("pinning needs a header, a body_field, or both")
+        return self
+
+
+class RetrySpec(Strict):
+    attempts: Annotated[int, Field(strict=True, ge=0, le=10)] = 2
+    on: list[RetryOn] = Field(default_factory=lambda: list(_DEFAULT_RETRY_ON), min_length=1)
+    per_try_timeout: DurationMs | None = None
+
+
+class HealthCheckSpec(Strict):
+    path: Annotated[str, StringConstraints(pattern=r"^/")]
+    interval: DurationMs = 5000
+    timeout: DurationMs = 1000
+    healthy_threshold: Count = 1
+    unhealthy_threshold: Count = 2
+
+
+class OutlierDetectionSpec(Strict):
+    consecutive_5xx: Count = 5
+    interval: DurationMs = 10_000
+    base_ejection_time: DurationMs = 30_000
+    max_ejection_percent: Annotated[int, Field(strict=True, ge=1, le=100)] = 50
+
+
+class SlowStartSpec(Strict):
+    window: DurationMs = 10_000
+
+
+def _check_domain(value: str) -> str:
+    if value != "*" and not re.match(r"^(\*[.-])?[A-Za-z0-9.-]+(:\d+)?$|^[A-Za-z0-9.-]+[.-]\*$", value):
+        raise ValueError(f"{value!r} is not a host name, '*', or a '*.'/'-*' wildcard")
+    return value.lower()
+
+
+class ModelRouteSpec(Strict):
+    hosts: list[Annotated[str, AfterValidator(_check_domain)]] = Field(
+        default_factory=lambda: ["*"], min_length=1
+    )
+    path_prefix: Annotated[str, StringConstraints(pattern=r"^/")] = "/"
+    rewrite_prefix: Annotated[str, StringConstraints(pattern=r"^/")] | None = None
+    versions: dict[Name, VersionSpec] = Field(min_length=1)
+    traffic: dict[Name, Weight] | None = None  # None is allowed only with a single version
+    shadow: list[ShadowSpec] = Field(default_factory=list)
+    rules: list[RuleSpec] = Field(default_factory=list)
+    pinning: PinningSpec | None = None
+    timeout: DurationMs = 15_000
+    connect_timeout: DurationMs = 1000
+    retries: RetrySpec | None = None
+    health_check: HealthCheckSpec | None = None
+    outlier_detection: OutlierDetectionSpec | None = None
+    slow_start: SlowStartSpec | None = Field(default_factory=SlowStartSpec)
+
+
+class ModelRoute(Strict):
+    apiVersion: Literal["switchyard/v1"]
+    kind: Literal["ModelRoute"]
+    metadata: Metadata
+    spec: ModelRouteSpec
+
+
+def _check_ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address to listen on") from None
+    return value
+
+
+class GatewaySpec(Strict):
+    address: Annotated[str, AfterValidator(_check_ip)] = "0.0.0.0"
+    port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 10000
+
+
+class Gateway(Strict):
+    apiVersion: Literal["switchyard/v1"]
+    kind: Literal["Gateway"]
+    metadata: Metadata
+    spec: GatewaySpec = Field(default_factory=GatewaySpec)
+
+
+KINDS: dict[str, type[Strict]] = {"ModelRoute": ModelRoute, "Gateway": Gateway}

@@ -1,0 +1,61 @@
+"""IR model version -> Envoy Cluster (one cluster per version)."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import health_check_pb2
+from envoy.type.v3 import percent_pb2
+from google.protobuf import wrappers_pb2
+
+from control_plane.ir import Model, Version
+from control_plane.translate.endpoints import load_assignment
+from control_plane.translate.messages import ads_source, duration
+from control_plane.translate.names import cluster_name
+
+
+def cluster(model: Model, version: Version) -> cluster_pb2.Cluster:
+    out = cluster_pb2.Cluster(
+        name=cluster_name(model.name, version.name),
+        connect_timeout=duration(model.connect_timeout_ms),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        # Like Istio: never spray requests at hosts known to be down. The control
+        # plane already takes weight away from versions with no ready endpoint.
+        common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
+            healthy_panic_threshold=percent_pb2.Percent(value=0.0)
+        ),
+    )
+    if all(e.is_ip for e in version.endpoints):
+        out.type = cluster_pb2.Cluster.EDS
+        out.eds_cluster_config.eds_config.CopyFrom(ads_source())
+    else:
+        # EDS carries addresses only; DNS names need Envoy's own resolver.
+        out.type = cluster_pb2.Cluster.STRICT_DNS
+        out.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
+        out.load_assignment.CopyFrom(load_assignment(model, version))
+    if model.slow_start_ms:
+        out.round_robin_lb_config.slow_start_config.slow_start_window.CopyFrom(duration(model.slow_start_ms))
+    hc = model.health_check
+    if hc is not None:
+        interval = duration(hc.interval_ms)
+        out.health_checks.append(
+            health_check_pb2.HealthCheck(
+                timeout=duration(hc.timeout_ms),
+                interval=interval,
+                # Without this Envoy probes idle clusters (shadows, 0% canaries) only once a minute.
+                no_traffic_interval=interval,
+                healthy_threshold=wrappers_pb2.UInt32Value(value=hc.healthy_threshold),
+                unhealthy_threshold=wrappers_pb2.UInt32Value(value=hc.unhealthy_threshold),
+                http_health_check=health_check_pb2.HealthCheck.HttpHealthCheck(path=hc.path, host=model.name),
+            )
+        )
+    od = model.outlier_detection
+    if od is not None:
+        out.outlier_detection.CopyFrom(
+            outlier_detection_pb2.OutlierDetection(
+                consecutive_5xx=wrappers_pb2.UInt32Value(value=od.consecutive_5xx),
+                interval=duration(od.interval_ms),
+                base_ejection_time=duration(od.base_ejection_ms),
+                max_ejection_percent=wrappers_pb2.UInt32Value(value=od.max_ejection_percent),
+            )
+        )
+    return out

@@ -1,0 +1,59 @@
+"""IR -> the Envoy Listener: one HTTP listener, routes via RDS over ADS."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import address_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.http.json_to_metadata.v3 import json_to_metadata_pb2 as j2m
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+
+from control_plane.ir import RoutingIntent
+from control_plane.translate.messages import ads_source, pack
+from control_plane.translate.names import LISTENER_NAME, METADATA_NAMESPACE, ROUTE_CONFIG_NAME, body_pin_key
+
+
+def listener(intent: RoutingIntent) -> listener_pb2.Listener:
+    manager = hcm.HttpConnectionManager(
+        stat_prefix="switchyard",
+        rds=hcm.Rds(config_source=ads_source(), route_config_name=ROUTE_CONFIG_NAME),
+    )
+    body_fields = sorted({m.pinning.body_field for m in intent.models if m.pinning and m.pinning.body_field})
+    if body_fields:
+        # Parses JSON request bodies only (content-type application/json), so the
+        # design source's {"model_version": ...} field can pick a route in Envoy.
+        rules = [
+            j2m.JsonToMetadata.Rule(
+                selectors=[j2m.JsonToMetadata.Selector(key=part) for part in path],
+                on_present=j2m.JsonToMetadata.KeyValuePair(
+                    metadata_namespace=METADATA_NAMESPACE,
+                    key=body_pin_key(path),
+                    type=j2m.JsonToMetadata.STRING,
+                ),
+            )
+            for path in body_fields
+        ]
+        manager.http_filters.add(
+            name="envoy.filters.http.json_to_metadata",
+            typed_config=pack(j2m.JsonToMetadata(request_rules=j2m.JsonToMetadata.MatchRules(rules=rules))),
+        )
+    manager.http_filters.add(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
+    return listener_pb2.Listener(
+        name=LISTENER_NAME,
+        address=address_pb2.Address(
+            socket_address=address_pb2.SocketAddress(
+                address=intent.listener.address, port_value=intent.listener.port
+            )
+        ),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name="envoy.filters.network.http_connection_manager", typed_config=pack(manager)
+                    )
+                ]
+            )
+        ],
+    )

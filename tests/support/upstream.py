@@ -1,0 +1,81 @@
+"""A real HTTP upstream that says which version it is, for routing tests.
+
+It speaks HTTP/1.1 on 127.0.0.1 and counts what it receives (including
+mirrored requests, which Envoy sends with a ``-shadow`` host suffix), so tests
+can check where traffic went without trusting Envoy's own statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class VersionUpstream:
+    def __init__(self, version: str, port: int = 0, *, ready: bool = True) -> None:
+        self.version = version
+        self.ready = ready
+        self.status = 200  # what /v1/predict answers; tests flip it to simulate a failing version
+        self.requests: Counter[str] = Counter()  # by kind: "live" or "shadow"
+        self.request_ids: list[str] = []
+        self._lock = threading.Lock()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _reply(self, status: int, body: dict[str, object]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.send_header("x-model-version", upstream.version)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/v2/health/ready"):
+                    self._reply(200 if upstream.ready else 503, {"ready": upstream.ready})
+                else:
+                    self._serve()
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                self._serve()
+
+            def _serve(self) -> None:
+                # Envoy marks mirrored requests by suffixing the host: "10.0.0.1-shadow:8080".
+                host = self.headers.get("host", "").rsplit(":", 1)[0]
+                kind = "shadow" if host.endswith("-shadow") else "live"
+                with upstream._lock:
+                    upstream.requests[kind] += 1
+                    upstream.request_ids.append(self.headers.get("x-request-id", ""))
+                self._reply(upstream.status, {"model_version": upstream.version, "path": self.path})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name=f"upstream-{version}", daemon=True
+        )
+        self._thread.start()
+
+    def count(self, kind: str = "live") -> int:
+        with self._lock:
+            return self.requests[kind]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.request_ids.clear()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
