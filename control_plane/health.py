@@ -102,7 +102,9 @@ class HealthProber:
             state = self._health[key] = EndpointHealth(healthy=error is None)
         if error is None:
             state.successes, state.failures = state.successes + 1, 0
-            if not state.healthy and state.successes >= hc.healthy_threshold:
+            # One success more than Envoy needs: Envoy probes on its own clock, and a
+            # share given back before Envoy sees the host healthy is answered with 503s.
+            if not state.healthy and state.successes > hc.healthy_threshold:
                 state.healthy = True
         else:
             state.successes, state.failures = 0, state.failures + 1

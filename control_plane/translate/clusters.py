@@ -21,7 +21,11 @@ def cluster(model: Model, version: Version) -> cluster_pb2.Cluster:
         # Like Istio: never spray requests at hosts known to be down. The control
         # plane already takes weight away from versions with no ready endpoint.
         common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
-            healthy_panic_threshold=percent_pb2.Percent(value=0.0)
+            healthy_panic_threshold=percent_pb2.Percent(value=0.0),
+            # Apply health changes to the load balancer at once. With the default 1 s
+            # merge window a host that passed its check still gets no traffic for up to
+            # a second, while the control plane has already given its version weight back.
+            update_merge_window=duration(0),
         ),
     )
     if all(e.is_ip for e in version.endpoints):

@@ -12,7 +12,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from control_plane.ir import RoutingIntent
 from control_plane.translate.messages import ads_source, pack
-from control_plane.translate.names import LISTENER_NAME, METADATA_NAMESPACE, ROUTE_CONFIG_NAME, body_pin_key
+from control_plane.translate.names import (
+    BODY_PIN_FILTER,
+    DEFAULT_BODY_FIELD,
+    LISTENER_NAME,
+    METADATA_NAMESPACE,
+    ROUTE_CONFIG_NAME,
+    body_pin_key,
+)
 
 
 def listener(intent: RoutingIntent) -> listener_pb2.Listener:
@@ -20,25 +27,29 @@ def listener(intent: RoutingIntent) -> listener_pb2.Listener:
         stat_prefix="switchyard",
         rds=hcm.Rds(config_source=ads_source(), route_config_name=ROUTE_CONFIG_NAME),
     )
-    body_fields = sorted({m.pinning.body_field for m in intent.models if m.pinning and m.pinning.body_field})
-    if body_fields:
-        # Parses JSON request bodies only (content-type application/json), so the
-        # design source's {"model_version": ...} field can pick a route in Envoy.
-        rules = [
-            j2m.JsonToMetadata.Rule(
-                selectors=[j2m.JsonToMetadata.Selector(key=part) for part in path],
-                on_present=j2m.JsonToMetadata.KeyValuePair(
-                    metadata_namespace=METADATA_NAMESPACE,
-                    key=body_pin_key(path),
-                    type=j2m.JsonToMetadata.STRING,
-                ),
-            )
-            for path in body_fields
-        ]
-        manager.http_filters.add(
-            name="envoy.filters.http.json_to_metadata",
-            typed_config=pack(j2m.JsonToMetadata(request_rules=j2m.JsonToMetadata.MatchRules(rules=rules))),
+    # The body-pinning filter is always installed, with the design source's field
+    # among its rules, so switching pinning on or off changes routes only: a
+    # listener change would leave open client connections on the old filter chain
+    # until they drain. Routes of models that do not pin by body disable it.
+    body_fields = sorted(
+        {DEFAULT_BODY_FIELD}
+        | {m.pinning.body_field for m in intent.models if m.pinning and m.pinning.body_field}
+    )
+    rules = [
+        j2m.JsonToMetadata.Rule(
+            selectors=[j2m.JsonToMetadata.Selector(key=part) for part in path],
+            on_present=j2m.JsonToMetadata.KeyValuePair(
+                metadata_namespace=METADATA_NAMESPACE,
+                key=body_pin_key(path),
+                type=j2m.JsonToMetadata.STRING,
+            ),
         )
+        for path in body_fields
+    ]
+    manager.http_filters.add(
+        name=BODY_PIN_FILTER,
+        typed_config=pack(j2m.JsonToMetadata(request_rules=j2m.JsonToMetadata.MatchRules(rules=rules))),
+    )
     manager.http_filters.add(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
     return listener_pb2.Listener(
         name=LISTENER_NAME,

@@ -5,6 +5,8 @@ from __future__ import annotations
 LISTENER_NAME = "switchyard_http"
 ROUTE_CONFIG_NAME = "switchyard_routes"
 XDS_CLUSTER_NAME = "switchyard_xds"
+BODY_PIN_FILTER = "envoy.filters.http.json_to_metadata"
+DEFAULT_BODY_FIELD = ("model_version",)  # the design source's request field
 METADATA_NAMESPACE = "switchyard"  # dynamic metadata written by json_to_metadata for body pinning
 
 

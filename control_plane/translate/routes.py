@@ -26,12 +26,19 @@ from envoy.type.matcher.v3 import metadata_pb2, regex_pb2, string_pb2, value_pb2
 from envoy.type.v3 import percent_pb2, range_pb2
 from google.protobuf import wrappers_pb2
 
-from control_plane.ir import HeaderCondition, Mirror, Model, RoutingIntent, Split
-from control_plane.translate.messages import duration
-from control_plane.translate.names import METADATA_NAMESPACE, ROUTE_CONFIG_NAME, body_pin_key, cluster_name
+from control_plane.ir import HeaderCondition, Mirror, Model, Retry, RoutingIntent, Rule, Split
+from control_plane.translate.messages import duration, pack
+from control_plane.translate.names import (
+    BODY_PIN_FILTER,
+    METADATA_NAMESPACE,
+    ROUTE_CONFIG_NAME,
+    body_pin_key,
+    cluster_name,
+)
 from control_plane.translate.weights import effective_weights
 
 _INT64_MAX = 2**63 - 1
+_FILTER_DISABLED = pack(rc.FilterConfig(disabled=True))
 
 
 def route_configuration(intent: RoutingIntent, unready: frozenset[str]) -> route_pb2.RouteConfiguration:
@@ -77,21 +84,27 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
         routes.append(_unknown_version(model, "pin-body/unknown", _match(model, metadata=[_metadata(key)])))
     for rule in model.rules:
         headers = [_header(h) for h in rule.headers]
-        if rule.min_content_length is not None or rule.max_content_length is not None:
-            start = rule.min_content_length or 0
-            end = _INT64_MAX if rule.max_content_length is None else rule.max_content_length + 1
-            headers.append(
-                rc.HeaderMatcher(
-                    name="content-length", range_match=range_pb2.Int64Range(start=start, end=end)
-                )
-            )
+        length = content_length_matcher(rule)
+        if length is not None:
+            headers.append(length)
         route = rc.Route(name=f"{model.name}/rule/{rule.name}", match=_match(model, headers=headers))
         route.route.CopyFrom(_action(model, rule.split, rule.mirrors, unready_versions))
         routes.append(route)
     default = rc.Route(name=f"{model.name}/default", match=_match(model))
     default.route.CopyFrom(_action(model, model.split, model.mirrors, unready_versions))
     routes.append(default)
+    if pin is None or pin.body_field is None:
+        for route in routes:  # no body pinning: do not buffer and parse this model's request bodies
+            route.typed_per_filter_config[BODY_PIN_FILTER].CopyFrom(_FILTER_DISABLED)
     return tuple(routes)
+
+
+def content_length_matcher(rule: Rule) -> rc.HeaderMatcher | None:
+    if rule.min_content_length is None and rule.max_content_length is None:
+        return None
+    start = rule.min_content_length or 0
+    end = _INT64_MAX if rule.max_content_length is None else rule.max_content_length + 1
+    return rc.HeaderMatcher(name="content-length", range_match=range_pb2.Int64Range(start=start, end=end))
 
 
 def _match(
@@ -153,10 +166,14 @@ def _action(
 
 
 def _base_action(model: Model) -> rc.RouteAction:
-    action = rc.RouteAction(timeout=duration(model.timeout_ms))
-    if model.rewrite_prefix is not None:
-        action.prefix_rewrite = model.rewrite_prefix
-    retry = model.retry
+    return base_action(model.timeout_ms, model.rewrite_prefix, model.retry)
+
+
+def base_action(timeout_ms: int, rewrite_prefix: str | None, retry: Retry | None) -> rc.RouteAction:
+    """The route-action fields every route of a model shares (timeout, rewrite, retries)."""
+    action = rc.RouteAction(timeout=duration(timeout_ms))
+    if rewrite_prefix is not None:
+        action.prefix_rewrite = rewrite_prefix
     if retry is not None:
         action.retry_policy.retry_on = ",".join(retry.on)
         action.retry_policy.num_retries.value = retry.attempts

@@ -13,6 +13,13 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # Envoy closing idle keep-alive connections is not an error worth a traceback
+
+
 class VersionUpstream:
     def __init__(self, version: str, port: int = 0, *, ready: bool = True) -> None:
         self.version = version
@@ -25,6 +32,9 @@ class VersionUpstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; without TCP_NODELAY each
+            # response waits ~40 ms for the peer's delayed ACK.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -58,8 +68,7 @@ class VersionUpstream:
                     upstream.request_ids.append(self.headers.get("x-request-id", ""))
                 self._reply(upstream.status, {"model_version": upstream.version, "path": self.path})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.address = f"127.0.0.1:{self.port}"
         self._thread = threading.Thread(
