@@ -8,16 +8,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
-from google.protobuf import json_format
 
 from control_plane.bootstrap import bootstrap_yaml
 from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import load_policies
-from control_plane.translate import TYPE_ORDER, translate
+from control_plane.render import resources_by_type
+from control_plane.translate import translate
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -45,14 +44,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(error, file=sys.stderr)
         return 1
-    resources = translate(intent)
-    rendered: dict[str, Any] = {
-        type_url.rsplit(".", 1)[-1]: [
-            json_format.MessageToDict(m, preserving_proto_field_name=True)
-            for _, m in sorted(resources.by_type[type_url].items())
-        ]
-        for type_url in TYPE_ORDER
-    }
+    rendered = resources_by_type(translate(intent))
     if args.format == "json":
         print(json.dumps(rendered, indent=2))
     else:

@@ -162,11 +162,16 @@ class _Stream(ABC, Generic[Req, Resp]):
     def desired(self, type_url: str, snapshot: Snapshot) -> dict[str, Entry]:
         """Resources this node should have of ``type_url`` (before subscription filtering)."""
         entries = dict(snapshot.entries[type_url])
-        old = self.routes_snapshot
-        if type_url in (CLUSTER, ENDPOINT) and old is not None and old is not snapshot:
-            for name in old.route_clusters:  # stale clusters leave only after the routes moved on
-                if name not in entries and name in old.entries[type_url]:
-                    entries[name] = old.entries[type_url][name]
+        if type_url not in (CLUSTER, ENDPOINT):
+            return entries
+        # Stale clusters leave only after the routes moved on: keep every cluster
+        # used by the routes Envoy runs, or has been sent and may be applying now.
+        for holder in (self.routes_snapshot, self.types[ROUTE].pending_snapshot):
+            if holder is None or holder is snapshot:
+                continue
+            for name in holder.route_clusters:
+                if name not in entries and name in holder.entries[type_url]:
+                    entries[name] = holder.entries[type_url][name]
         return entries
 
     def visible(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> dict[str, Entry]:
