@@ -1,0 +1,154 @@
+"""``python -m model_services {build,serve,package}``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _build(args: argparse.Namespace) -> int:
+    from model_services.train import build_store
+
+    results = build_store(args.out, only=args.only or None, seed=args.seed)
+    print("| version | dir | train | held-out | held-out accuracy | seconds |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.version} | {r.directory} | {r.train_size} | {r.heldout_size} "
+            f"| {r.heldout_accuracy:.4f} | {r.seconds:.1f} |"
+        )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from model_services.config import ServeConfig
+    from model_services.manifest import ManifestError
+    from model_services.server import run
+
+    try:
+        config = ServeConfig(
+            model_dir=args.model_dir,
+            host=args.host,
+            port=args.port,
+            max_batch_size=args.max_batch_size,
+            max_delay_ms=args.max_delay_ms,
+            max_queue_size=args.max_queue_size,
+            request_timeout_ms=args.request_timeout_ms,
+            max_text_chars=args.max_text_chars,
+            max_batch_texts=args.max_batch_texts,
+            device=args.device,
+            num_threads=args.num_threads,
+            worker=args.worker,
+            served_version=args.served_version,
+            switch_interval_ms=args.switch_interval_ms,
+            fault_rate=args.fault_rate,
+            fault_latency_ms=args.fault_latency_ms,
+            drain_grace_s=args.drain_grace_s,
+            warmup=not args.no_warmup,
+            access_log=args.access_log,
+            log_level=args.log_level,
+        )
+        return run(config)
+    except (ValueError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _package(args: argparse.Namespace) -> int:
+    from model_services.package import package_model
+
+    out = package_model(
+        store=args.store,
+        name=args.name,
+        version=args.version,
+        module_file=args.module,
+        module_format=args.format,
+        tokenizer_file=args.tokenizer,
+        labels=[x.strip() for x in args.labels.split(",") if x.strip()],
+        max_length=args.max_length,
+    )
+    print(out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m model_services", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="train the example versions into a model store")
+    b.add_argument("--out", type=Path, required=True, help="model store root")
+    b.add_argument(
+        "--only",
+        action="append",
+        choices=["sentiment-v3", "sentiment-v4"],
+        help="build just this version (repeatable)",
+    )
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=_build)
+
+    s = sub.add_parser("serve", help="serve one version directory")
+    s.add_argument("--model-dir", type=Path, required=True, help="<store>/<name>/<version>")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-batch-size", type=int, default=32, help="1 turns batching off")
+    s.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=5.0,
+        help="longest a request waits for batch-mates that are known to be arriving",
+    )
+    s.add_argument("--max-queue-size", type=int, default=1024, help="beyond: 503 + Retry-After")
+    s.add_argument("--request-timeout-ms", type=float, default=30_000.0, help="default deadline")
+    s.add_argument("--max-text-chars", type=int, default=5_000, help="longer text: 413")
+    s.add_argument("--max-batch-texts", type=int, default=256, help="texts per request")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    s.add_argument("--num-threads", type=int, default=None, help="torch intra-op threads")
+    s.add_argument(
+        "--worker",
+        choices=["process", "thread"],
+        default="process",
+        help="run the model in a child process (own GIL) or a thread of the server",
+    )
+    s.add_argument(
+        "--switch-interval-ms",
+        type=float,
+        default=0.5,
+        help="Python GIL switch interval of the server process",
+    )
+    s.add_argument("--served-version", default=None, help="serve under this version name")
+    s.add_argument("--fault-rate", type=float, default=0.0, help="share of predictions -> 500")
+    s.add_argument("--fault-latency-ms", type=float, default=0.0, help="added to predictions")
+    s.add_argument(
+        "--drain-grace-s",
+        type=float,
+        default=0.0,
+        help="after SIGTERM, report not ready but keep accepting this long",
+    )
+    s.add_argument("--no-warmup", action="store_true", help="skip warm-up batches")
+    s.add_argument("--access-log", action="store_true")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=_serve)
+
+    k = sub.add_parser("package", help="make a store version from your own TorchScript/export")
+    k.add_argument("--store", type=Path, required=True)
+    k.add_argument("--name", required=True)
+    k.add_argument("--version", required=True)
+    k.add_argument("--module", type=Path, required=True, help="model.pt or model.pt2 file")
+    k.add_argument("--format", choices=["torchscript", "torch-export"], required=True)
+    k.add_argument("--tokenizer", type=Path, required=True, help="tokenizers JSON file")
+    k.add_argument("--labels", required=True, help="comma-separated, in logit order")
+    k.add_argument("--max-length", type=int, default=128)
+    k.set_defaults(func=_package)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Weights come from the model store only; make any library that would reach
+    # for a hub fail fast instead.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
