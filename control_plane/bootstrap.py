@@ -41,9 +41,7 @@ def bootstrap(
                         "envoy_grpc": {
                             "cluster_name": XDS_CLUSTER_NAME,
                             # Reconnect quickly after a control-plane restart (default max is 30s).
-                            "retry_policy": {
-                                "retry_back_off": {"base_interval": "0.25s", "max_interval": "2s"}
-                            },
+                            "retry_policy": {"retry_back_off": {"base_interval": "0.25s", "max_interval": "2s"}},
                         }
                     }
                 ],
@@ -86,9 +84,7 @@ def bootstrap(
             ]
         },
         # The admin layer lets operators override mirror fractions at runtime if they must.
-        "layered_runtime": {
-            "layers": [{"name": "static", "static_layer": {}}, {"name": "admin", "admin_layer": {}}]
-        },
+        "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}, {"name": "admin", "admin_layer": {}}]},
     }
 
 

@@ -7,11 +7,14 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
+from control_plane import cli_admin
 from control_plane.bootstrap import bootstrap_yaml
+from control_plane.local import up as local_up
 from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import load_policies
@@ -55,14 +58,29 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     host, port = args.xds
     print(
-        bootstrap_yaml(host, port, admin_port=args.admin_port, node_id=args.node_id, delta=args.delta),
+        bootstrap_yaml(
+            host,
+            port,
+            admin_port=args.admin_port,
+            admin_address=args.admin_address,
+            node_id=args.node_id,
+            delta=args.delta,
+        ),
         end="",
     )
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from control_plane.server import ServeOptions, serve
+    from control_plane.server import ServeOptions, load_overrides, serve
+
+    overrides = None
+    if args.overrides:
+        try:
+            overrides = load_overrides(Path(args.overrides))
+        except ValueError as exc:
+            print(f"switchyard serve: {exc}", file=sys.stderr)
+            return 2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = ServeOptions(
@@ -72,8 +90,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         admin_address=args.admin_address,
         admin_port=args.admin_port,
         watch=not args.no_watch,
+        overrides=overrides,
+        tokens=Path(args.tokens) if args.tokens else None,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
     )
     return asyncio.run(serve(options))
+
+
+# Other modules add their subcommands here (the admin-API client commands, `up`, ...).
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    local_up.register,
+    cli_admin.register,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,10 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bootstrap", help="print an Envoy bootstrap (YAML) that connects to the control plane")
     p.add_argument("--xds", type=_host_port, required=True, metavar="HOST:PORT")
     p.add_argument("--admin-port", type=int, default=9901)
+    p.add_argument("--admin-address", default="127.0.0.1", help="Envoy admin listener (0.0.0.0 in containers)")
     p.add_argument("--node-id", default="switchyard-envoy")
-    p.add_argument(
-        "--delta", action="store_true", help="incremental (delta) ADS instead of state of the world"
-    )
+    p.add_argument("--delta", action="store_true", help="incremental (delta) ADS instead of state of the world")
     p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="run the control plane")
@@ -105,7 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-address", default="127.0.0.1")
     p.add_argument("--admin-port", type=int, default=18001)
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
+    p.add_argument(
+        "--overrides",
+        metavar="FILE",
+        help="YAML {listen: host:port, endpoints: {model: {version: [host:port]}}} (written by `up`)",
+    )
+    p.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="admin API bearer tokens: a YAML list of {name, token, role: reader|operator};"
+        " without it the admin API is unauthenticated and must stay on loopback",
+    )
+    p.add_argument(
+        "--state-dir", metavar="DIR", help="where history and the audit log live (default: <policies>/.switchyard)"
+    )
     p.set_defaults(func=cmd_serve)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
     return parser
 
 

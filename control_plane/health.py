@@ -91,9 +91,7 @@ class HealthProber:
         state = self._health.get(key)
         error: str | None = None
         try:
-            response = await self._client.get(
-                f"http://{endpoint.address}{hc.path}", timeout=hc.timeout_ms / 1000
-            )
+            response = await self._client.get(f"http://{endpoint.address}{hc.path}", timeout=hc.timeout_ms / 1000)
             if response.status_code != 200:
                 error = f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:

@@ -11,11 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import pydantic
 import uvicorn
+import yaml
 
+from control_plane import ir
 from control_plane.admin.app import create_app
+from control_plane.audit import AuditLog
+from control_plane.auth import Authenticator, TokenFileError, check_exposure, load_tokens
+from control_plane.changes import PolicyChanges
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
+from control_plane.history import History, default_state_dir
+from control_plane.policy.compile import LocalOverrides
+from control_plane.policy.endpoints import parse_endpoint
 from control_plane.watcher import watch_policies
 from control_plane.xds import server as ads
 from control_plane.xds.cache import SnapshotCache
@@ -40,15 +49,55 @@ class ServeOptions:
     admin_address: str = "127.0.0.1"
     admin_port: int = 18001
     watch: bool = True
+    tokens: Path | None = None  # admin API bearer tokens; None: unauthenticated, loopback only
+    state_dir: Path | None = None  # history and audit log; None: <policies>/.switchyard
+    overrides: LocalOverrides | None = None  # `switchyard up`: its listener and replicas
+
+
+class _OverridesFile(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    listen: str | None = None  # "host:port"
+    endpoints: dict[str, dict[str, list[str]]] = pydantic.Field(default_factory=dict)
+
+
+def load_overrides(path: Path) -> LocalOverrides:
+    """The YAML file `switchyard up` writes; raise ValueError naming the problem."""
+    try:
+        data = _OverridesFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        listener = None
+        if data.listen is not None:
+            parsed = parse_endpoint(data.listen)
+            listener = ir.Listener(parsed.host, parsed.port)
+        for versions in data.endpoints.values():
+            for endpoints in versions.values():
+                for endpoint in endpoints:
+                    parse_endpoint(endpoint)
+    except (OSError, yaml.YAMLError, pydantic.ValidationError, ValueError) as exc:
+        raise ValueError(f"{path}: bad overrides file: {exc}") from exc
+    return LocalOverrides(listener, data.endpoints)
 
 
 async def serve(options: ServeOptions) -> int:
+    try:
+        authenticator = Authenticator(load_tokens(options.tokens) if options.tokens else None)
+        check_exposure(options.admin_address, authenticator)
+    except TokenFileError as exc:
+        log.error("%s", exc)
+        return 2
+    if not authenticator.enabled:
+        log.warning(
+            "admin API: no --tokens given, so it accepts unauthenticated requests; listening on %s only",
+            options.admin_address,
+        )
+    state_dir = options.state_dir or default_state_dir(options.policies)
     cache = SnapshotCache()
     nodes = NodeRegistry()
-    controller = Controller(options.policies, cache)
+    controller = Controller(options.policies, cache, options.overrides)
     prober = HealthProber(controller.set_unready)
+    changes = PolicyChanges(controller, prober, History(state_dir / "history.jsonl"))
 
-    outcome = controller.reload()
+    outcome = changes.reload(action="startup")
     if not outcome.accepted:
         log.error("the policies are invalid; fix them and the control plane will pick them up")
     if controller.intent is not None:
@@ -63,7 +112,15 @@ async def serve(options: ServeOptions) -> int:
 
     admin = _EmbeddedUvicorn(
         uvicorn.Config(
-            create_app(controller, cache, nodes, prober),
+            create_app(
+                controller,
+                cache,
+                nodes,
+                prober,
+                changes=changes,
+                audit_log=AuditLog(state_dir / "audit.jsonl"),
+                authenticator=authenticator,
+            ),
             host=options.admin_address,
             port=options.admin_port,
             log_level="warning",
@@ -72,9 +129,7 @@ async def serve(options: ServeOptions) -> int:
     )
 
     def on_policy_change() -> None:
-        result = controller.reload()
-        if result.accepted and controller.intent is not None:
-            prober.set_intent(controller.intent)
+        changes.reload()  # also after our own write-back: same content, same snapshot, no push
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,23 +1,71 @@
-"""The admin FastAPI application."""
+"""The admin FastAPI application: routers per area, auth as dependencies."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from pathlib import Path
 
-from control_plane.admin import status
+from fastapi import Depends, FastAPI
+
+from control_plane.admin import audit, envoys, errors, metrics, models, status, validate
+from control_plane.admin.context import AdminContext, identity
+from control_plane.audit import AuditLog
+from control_plane.auth import Authenticator
+from control_plane.changes import PolicyChanges
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
+from control_plane.history import History, default_state_dir
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
 
+DESCRIPTION = """
+Read what the control plane serves and change traffic without editing YAML by hand.
+
+Every change is validated as a whole policy set, written back to the policy file
+it came from (comments and formatting kept), and published through the same path
+as a file edit. Send `If-Match` with a model's ETag to never overwrite someone
+else's change (412). With `serve --tokens`, send `Authorization: Bearer <token>`:
+readers may read, operators may change.
+"""
+
 
 def create_app(
-    controller: Controller, cache: SnapshotCache, nodes: NodeRegistry, prober: HealthProber
+    controller: Controller,
+    cache: SnapshotCache,
+    nodes: NodeRegistry,
+    prober: HealthProber,
+    *,
+    changes: PolicyChanges | None = None,
+    audit_log: AuditLog | None = None,
+    authenticator: Authenticator | None = None,
+    state_dir: Path | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="Switchyard admin API", version="1")
+    """The admin API. Without ``authenticator`` it is open (the caller keeps it on loopback)."""
+    state = state_dir or default_state_dir(controller.policy_paths)
+    if changes is None:
+        changes = PolicyChanges(controller, prober, History(state / "history.jsonl"))
+    app = FastAPI(title="Switchyard admin API", version="1", description=DESCRIPTION)
+    collector = metrics.Metrics(cache, nodes)
+    nodes.events = collector
+    app.state.admin = AdminContext(
+        controller=controller,
+        cache=cache,
+        nodes=nodes,
+        prober=prober,
+        changes=changes,
+        audit=audit_log or AuditLog(state / "audit.jsonl"),
+        authenticator=authenticator or Authenticator(None),
+        metrics=collector,
+    )
+    # Kept for the read-only status router, which reads these directly.
     app.state.controller = controller
     app.state.cache = cache
     app.state.nodes = nodes
     app.state.prober = prober
+    errors.install(app)
     app.include_router(status.router)
+    app.include_router(models.router)
+    app.include_router(envoys.router)
+    app.include_router(audit.router)
+    app.include_router(validate.router)
+    app.include_router(metrics.router, dependencies=[Depends(identity)])
     return app

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from control_plane.admin.context import identity
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
+from control_plane.ir import Model
 from control_plane.translate.names import cluster_name
 from control_plane.translate.weights import effective_weights
 from control_plane.xds.cache import SnapshotCache
@@ -26,7 +28,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/v1/status")
+@router.get("/v1/status", dependencies=[Depends(identity)])
 def status(request: Request) -> dict[str, Any]:
     controller, cache, nodes, prober = _state(request)
     snapshot = cache.current
@@ -69,9 +71,10 @@ def _outcome(outcome: Any) -> dict[str, Any] | None:
     }
 
 
-def model_view(controller: Controller, prober: HealthProber, name: str) -> dict[str, Any]:
+def model_view(controller: Controller, prober: HealthProber, name: str, model: Model | None = None) -> dict[str, Any]:
+    """``model``, when given, saves a linear search of the intent (listing many models)."""
     assert controller.intent is not None
-    model = controller.intent.model(name)
+    model = model or controller.intent.model(name)
     unready = {v.name for v in model.versions if cluster_name(model.name, v.name) in controller.unready}
     versions = []
     for version in model.versions:

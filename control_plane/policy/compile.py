@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from control_plane import ir
 from control_plane.policy.endpoints import parse_endpoint
@@ -28,9 +29,7 @@ def to_model(route: ModelRoute) -> ir.Model:
         hosts=tuple(spec.hosts),
         path_prefix=spec.path_prefix,
         rewrite_prefix=spec.rewrite_prefix,
-        versions=tuple(
-            ir.Version(name, tuple(_endpoint(e) for e in v.endpoints)) for name, v in spec.versions.items()
-        ),
+        versions=tuple(ir.Version(name, tuple(_endpoint(e) for e in v.endpoints)) for name, v in spec.versions.items()),
         split=_split(traffic),
         mirrors=_mirrors(spec.shadow),
         rules=tuple(
@@ -44,15 +43,11 @@ def to_model(route: ModelRoute) -> ir.Model:
             )
             for rule in spec.rules
         ),
-        pinning=ir.Pinning(pin.header, tuple(pin.body_field.split(".")) if pin.body_field else None)
-        if pin
-        else None,
+        pinning=ir.Pinning(pin.header, tuple(pin.body_field.split(".")) if pin.body_field else None) if pin else None,
         timeout_ms=spec.timeout,
         connect_timeout_ms=spec.connect_timeout,
         retry=ir.Retry(retries.attempts, tuple(retries.on), retries.per_try_timeout) if retries else None,
-        health_check=ir.HealthCheck(
-            hc.path, hc.interval, hc.timeout, hc.healthy_threshold, hc.unhealthy_threshold
-        )
+        health_check=ir.HealthCheck(hc.path, hc.interval, hc.timeout, hc.healthy_threshold, hc.unhealthy_threshold)
         if hc
         else None,
         outlier_detection=ir.OutlierDetection(
@@ -62,6 +57,33 @@ def to_model(route: ModelRoute) -> ir.Model:
         else None,
         slow_start_ms=spec.slow_start.window if spec.slow_start else None,
     )
+
+
+EndpointOverrides = Mapping[str, Mapping[str, Sequence[str]]]  # model -> version -> ["host:port"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOverrides:
+    """What `switchyard up` changes for a local run, leaving the policy files as they are."""
+
+    listener: ir.Listener | None = None
+    endpoints: EndpointOverrides = field(default_factory=dict)
+
+
+def with_endpoints(model: ir.Model, overrides: EndpointOverrides) -> ir.Model:
+    """``model`` with the endpoints of overridden versions replaced.
+
+    `switchyard up` runs replicas on ports it picks and points the policy's
+    versions at them, while the policy file keeps the endpoints containers use.
+    """
+    by_version = overrides.get(model.name)
+    if not by_version:
+        return model
+    versions = tuple(
+        replace(v, endpoints=tuple(_endpoint(e) for e in by_version[v.name])) if v.name in by_version else v
+        for v in model.versions
+    )
+    return replace(model, versions=versions)
 
 
 def _endpoint(text: str) -> ir.Endpoint:

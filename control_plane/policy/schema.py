@@ -101,9 +101,7 @@ class HeaderMatchSpec(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> HeaderMatchSpec:
-        chosen = [
-            k for k in ("exact", "prefix", "regex", "present", "absent") if getattr(self, k) is not None
-        ]
+        chosen = [k for k in ("exact", "prefix", "regex", "present", "absent") if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise ValueError(
                 "a header match sets exactly one of exact, prefix, regex, present: true, absent: true"
@@ -143,8 +141,7 @@ class RuleSpec(Strict):
 class PinningSpec(Strict):
     header: HeaderName | None = None
     body_field: (
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
-        | None
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")] | None
     ) = None
 
     @model_validator(mode="after")
@@ -186,9 +183,7 @@ def _check_domain(value: str) -> str:
 
 
 class ModelRouteSpec(Strict):
-    hosts: list[Annotated[str, AfterValidator(_check_domain)]] = Field(
-        default_factory=lambda: ["*"], min_length=1
-    )
+    hosts: list[Annotated[str, AfterValidator(_check_domain)]] = Field(default_factory=lambda: ["*"], min_length=1)
     path_prefix: Annotated[str, StringConstraints(pattern=r"^/")] = "/"
     rewrite_prefix: Annotated[str, StringConstraints(pattern=r"^/")] | None = None
     versions: dict[Name, VersionSpec] = Field(min_length=1)
@@ -231,4 +226,28 @@ class Gateway(Strict):
     spec: GatewaySpec = Field(default_factory=GatewaySpec)
 
 
-KINDS: dict[str, type[Strict]] = {"ModelRoute": ModelRoute, "Gateway": Gateway}
+class FleetVersionSpec(Strict):
+    """How one route version is run: which trained model serves it, how many replicas."""
+
+    model: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][-a-z0-9_.]*/[a-z0-9][-a-z0-9_.]*$")]
+    replicas: Annotated[int, Field(strict=True, ge=1, le=64)] = 1
+    max_batch_size: Annotated[int, Field(strict=True, ge=1, le=1024)] = 32
+    max_delay_ms: Annotated[int, Field(strict=True, ge=0, le=10_000)] = 5
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    args: list[str] = Field(default_factory=list)  # more `model_services serve` flags
+
+
+class FleetSpec(Strict):
+    versions: dict[Name, FleetVersionSpec] = Field(min_length=1)
+
+
+class Fleet(Strict):
+    """The replicas `switchyard up` (and docker-compose) run for one ModelRoute's versions."""
+
+    apiVersion: Literal["switchyard/v1"]
+    kind: Literal["Fleet"]
+    metadata: Metadata  # the ModelRoute's name
+    spec: FleetSpec
+
+
+KINDS: dict[str, type[Strict]] = {"ModelRoute": ModelRoute, "Gateway": Gateway, "Fleet": Fleet}

@@ -47,9 +47,7 @@ def check_model(route: ModelRoute) -> Iterator[Problem]:
                     )
 
 
-def _check_split(
-    path: FieldPath, weights: Mapping[str, int], declared: Sequence[str] | object
-) -> Iterator[Problem]:
+def _check_split(path: FieldPath, weights: Mapping[str, int], declared: Sequence[str] | object) -> Iterator[Problem]:
     if not weights:
         yield path, "traffic must name at least one version"
         return

@@ -32,8 +32,7 @@ def listener(intent: RoutingIntent) -> listener_pb2.Listener:
     # listener change would leave open client connections on the old filter chain
     # until they drain. Routes of models that do not pin by body disable it.
     body_fields = sorted(
-        {DEFAULT_BODY_FIELD}
-        | {m.pinning.body_field for m in intent.models if m.pinning and m.pinning.body_field}
+        {DEFAULT_BODY_FIELD} | {m.pinning.body_field for m in intent.models if m.pinning and m.pinning.body_field}
     )
     rules = [
         j2m.JsonToMetadata.Rule(
@@ -54,9 +53,7 @@ def listener(intent: RoutingIntent) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=LISTENER_NAME,
         address=address_pb2.Address(
-            socket_address=address_pb2.SocketAddress(
-                address=intent.listener.address, port_value=intent.listener.port
-            )
+            socket_address=address_pb2.SocketAddress(address=intent.listener.address, port_value=intent.listener.port)
         ),
         filter_chains=[
             listener_components_pb2.FilterChain(

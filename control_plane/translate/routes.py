@@ -139,9 +139,7 @@ def _metadata(key: str, exact: str | None = None) -> metadata_pb2.MetadataMatche
     )
 
 
-def _action(
-    model: Model, split: Split, mirrors: Sequence[Mirror], unready_versions: frozenset[str]
-) -> rc.RouteAction:
+def _action(model: Model, split: Split, mirrors: Sequence[Mirror], unready_versions: frozenset[str]) -> rc.RouteAction:
     action = _base_action(model)
     weights = effective_weights(split, unready_versions)
     if len(weights) == 1:
@@ -191,16 +189,12 @@ def _pinned(model: Model, name: str, match: rc.RouteMatch, version: str) -> rc.R
 
 def _unknown_version(model: Model, name: str, match: rc.RouteMatch) -> rc.Route:
     known = [v.name for v in model.versions]
-    body = json.dumps(
-        {"error": f"unknown model version for model {model.name!r}; known versions: {', '.join(known)}"}
-    )
+    body = json.dumps({"error": f"unknown model version for model {model.name!r}; known versions: {', '.join(known)}"})
     return rc.Route(
         name=f"{model.name}/{name}",
         match=match,
         direct_response=rc.DirectResponseAction(status=404, body=base_pb2.DataSource(inline_string=body)),
         response_headers_to_add=[
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key="content-type", value="application/json")
-            )
+            base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key="content-type", value="application/json"))
         ],
     )

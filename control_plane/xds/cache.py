@@ -54,9 +54,7 @@ class SnapshotCache:
     def reject(self, snapshot_version: str, type_url: str, node_id: str, message: str) -> None:
         """Envoy NACKed ``snapshot_version``: never serve it again; fall back if it is current."""
         if snapshot_version not in self._rejected:
-            self._rejected[snapshot_version] = Rejection(
-                snapshot_version, type_url, node_id, message, time.time()
-            )
+            self._rejected[snapshot_version] = Rejection(snapshot_version, type_url, node_id, message, time.time())
         if self._current is not None and self._current.version == snapshot_version:
             self._current, self._previous = self._previous, None
             self._notify()

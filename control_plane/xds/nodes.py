@@ -59,11 +59,28 @@ class NodeStatus:
         }
 
 
+class NodeEvents:
+    """Hooks the ADS server calls on protocol events (metrics); these defaults do nothing."""
+
+    def pushed(self, node: NodeStatus, type_url: str) -> None:
+        return None
+
+    def acked(self, node: NodeStatus, type_url: str) -> None:
+        return None
+
+    def nacked(self, node: NodeStatus, type_url: str) -> None:
+        return None
+
+    def synced(self, node: NodeStatus, version: str) -> None:
+        return None
+
+
 class NodeRegistry:
     """Latest status per node id (a reconnecting Envoy replaces its old stream's entry)."""
 
     def __init__(self) -> None:
         self._nodes: dict[str, NodeStatus] = {}
+        self.events = NodeEvents()
 
     def connect(self, status: NodeStatus) -> None:
         self._nodes[status.node_id] = status

@@ -88,9 +88,7 @@ class _Stream(ABC, Generic[Req, Resp]):
             while True:
                 get = asyncio.ensure_future(inbox.get())
                 change = asyncio.ensure_future(self.cache.wait_for_change(generation))
-                done, _ = await asyncio.wait(
-                    {get, change}, return_when=asyncio.FIRST_COMPLETED, timeout=ORDER_WAIT_S
-                )
+                done, _ = await asyncio.wait({get, change}, return_when=asyncio.FIRST_COMPLETED, timeout=ORDER_WAIT_S)
                 change.cancel()
                 if get in done:
                     request = get.result()
@@ -136,10 +134,9 @@ class _Stream(ABC, Generic[Req, Resp]):
         assert self.status is not None
         version = snapshot.version if snapshot is not None else ""
         self.status.last_nack = Nack(type_url, version, message, time.time())
-        log.warning(
-            "envoy %s rejected %s %s: %s", self.status.node_id, short_type(type_url), version, message
-        )
+        log.warning("envoy %s rejected %s %s: %s", self.status.node_id, short_type(type_url), version, message)
         self.remember_nack(state)
+        self.nodes.events.nacked(self.status, type_url)
         if snapshot is not None:
             self.cache.reject(snapshot.version, type_url, self.status.node_id, message)
         self._clear_pending(type_url, state, acked=False)
@@ -151,6 +148,8 @@ class _Stream(ABC, Generic[Req, Resp]):
         assert self.status is not None
         if acked and state.pending_snapshot is not None:
             self.status.acked[type_url] = state.pending_snapshot.type_versions[type_url]
+        if acked:
+            self.nodes.events.acked(self.status, type_url)
         self.status.pending.pop(type_url, None)
         state.pending_nonce = None
         state.pending = {}
@@ -215,11 +214,13 @@ class _Stream(ABC, Generic[Req, Resp]):
                     state.pending_snapshot = snapshot
                     self.status.pending[type_url] = snapshot.type_versions[type_url]
                     self.status.sent_at[type_url] = time.time()
+                    self.nodes.events.pushed(self.status, type_url)
                     out.append(response)
             ordered_ok = ordered_ok and self.complete(type_url, snapshot)
         if ordered_ok and self.status.synced_snapshot != snapshot.version:
             self.status.synced_snapshot = snapshot.version
             self.status.synced_at = time.time()
+            self.nodes.events.synced(self.status, snapshot.version)
         return out
 
     def next_nonce(self) -> str:
@@ -259,9 +260,7 @@ class _SotwStream(_Stream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discover
     def in_sync(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> bool:
         return state.acked_version == version_of(self.visible(type_url, state, snapshot))
 
-    def respond(
-        self, type_url: str, state: _TypeState, snapshot: Snapshot
-    ) -> discovery_pb2.DiscoveryResponse | None:
+    def respond(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> discovery_pb2.DiscoveryResponse | None:
         entries = self.visible(type_url, state, snapshot)
         version = version_of(entries)
         if (version == state.acked_version and set(entries) == set(state.acked)) or version in state.nacked:
@@ -342,9 +341,7 @@ class _DeltaStream(_Stream[discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.De
             type_url=type_url,
             nonce=nonce,
             resources=[
-                discovery_pb2.Resource(
-                    name=n, version=e.version, resource=any_pb2.Any(type_url=type_url, value=e.body)
-                )
+                discovery_pb2.Resource(name=n, version=e.version, resource=any_pb2.Any(type_url=type_url, value=e.body))
                 for n, e in sorted(changed.items())
             ],
             removed_resources=sorted(removed),
@@ -374,6 +371,4 @@ class AggregatedDiscoveryService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer
 
 
 def add_to_server(server: grpc.aio.Server, cache: SnapshotCache, nodes: NodeRegistry) -> None:
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
-        AggregatedDiscoveryService(cache, nodes), server
-    )
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AggregatedDiscoveryService(cache, nodes), server)

@@ -7,7 +7,8 @@ replicas, or one restarted, agree on every version and a restart pushes nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -19,6 +20,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf.message import Message
 
 from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER, Resources
+from control_plane.translate.serialized import SerializedResources
 
 
 class InconsistentSnapshot(ValueError):
@@ -64,6 +66,37 @@ class Snapshot:
                 body = message.SerializeToString(deterministic=True)
                 typed[name] = Entry(body, content_hash((body,)))
             entries[type_url] = typed
+        return cls._finish(entries, route_clusters)
+
+    @classmethod
+    def from_serialized(cls, resources: SerializedResources, previous: Snapshot | None = None) -> Snapshot:
+        """Like ``build``, from already serialised resources (``translate.serialized``).
+
+        Entries whose bytes equal those in ``previous`` keep its Entry, so an
+        edit to one model of thousands hashes only what changed.
+        """
+        by_type = resources.by_type
+        listener_names = list(by_type.get(LISTENER, {}))
+        route_clusters = _check_names(
+            clusters=by_type.get(CLUSTER, {}).keys(),
+            eds_clusters=resources.eds_clusters,
+            endpoints=by_type.get(ENDPOINT, {}).keys(),
+            referenced=resources.route_targets,
+            rds_uses=[(n, r) for n in listener_names for r in resources.rds_names],
+            route_configs=by_type.get(ROUTE, {}).keys(),
+        )
+        entries: dict[str, dict[str, Entry]] = {}
+        for type_url in TYPE_ORDER:
+            old = previous.entries.get(type_url, {}) if previous is not None else {}
+            typed: dict[str, Entry] = {}
+            for name, body in by_type.get(type_url, {}).items():
+                kept = old.get(name)
+                typed[name] = kept if kept is not None and kept.body == body else Entry(body, content_hash((body,)))
+            entries[type_url] = typed
+        return cls._finish(entries, route_clusters)
+
+    @classmethod
+    def _finish(cls, entries: dict[str, dict[str, Entry]], route_clusters: frozenset[str]) -> Snapshot:
         type_versions = {t: version_of(e) for t, e in entries.items()}
         version = content_hash(type_versions[t].encode() for t in TYPE_ORDER)
         return cls(version, entries, type_versions, route_clusters)
@@ -75,26 +108,52 @@ def check_consistency(by_type: Mapping[str, Mapping[str, Message]]) -> frozenset
     Returns the clusters referenced by routes.
     """
     clusters = by_type.get(CLUSTER, {})
-    problems: list[str] = []
+    eds: set[str] = set()
     for name, message in clusters.items():
         assert isinstance(message, cluster_pb2.Cluster)
-        if message.type == cluster_pb2.Cluster.EDS and name not in by_type.get(ENDPOINT, {}):
-            problems.append(f"EDS cluster {name!r} has no ClusterLoadAssignment")
-    for name in by_type.get(ENDPOINT, {}):
-        if name not in clusters:
-            problems.append(f"ClusterLoadAssignment {name!r} has no cluster")
+        if message.type == cluster_pb2.Cluster.EDS:
+            eds.add(name)
     referenced: set[str] = set()
     for config in by_type.get(ROUTE, {}).values():
         assert isinstance(config, route_pb2.RouteConfiguration)
         referenced.update(route_targets(config))
-    problems.extend(
-        f"a route sends traffic to unknown cluster {n!r}" for n in sorted(referenced - set(clusters))
-    )
+    rds_uses: list[tuple[str, str]] = []
     for listener in by_type.get(LISTENER, {}).values():
         assert isinstance(listener, listener_pb2.Listener)
-        for rds_name in _rds_names(listener):
-            if rds_name not in by_type.get(ROUTE, {}):
-                problems.append(f"listener {listener.name!r} uses unknown route configuration {rds_name!r}")
+        rds_uses.extend((listener.name, rds_name) for rds_name in _rds_names(listener))
+    return _check_names(
+        clusters=clusters.keys(),
+        eds_clusters=eds,
+        endpoints=by_type.get(ENDPOINT, {}).keys(),
+        referenced=referenced,
+        rds_uses=rds_uses,
+        route_configs=by_type.get(ROUTE, {}).keys(),
+    )
+
+
+def _check_names(
+    *,
+    clusters: Collection[str],
+    eds_clusters: Iterable[str],
+    endpoints: Collection[str],
+    referenced: AbstractSet[str],
+    rds_uses: Iterable[tuple[str, str]],
+    route_configs: Collection[str],
+) -> frozenset[str]:
+    """The consistency rules on names only, shared by both ways of building a snapshot."""
+    problems: list[str] = []
+    for name in clusters:
+        if name in eds_clusters and name not in endpoints:
+            problems.append(f"EDS cluster {name!r} has no ClusterLoadAssignment")
+    for name in endpoints:
+        if name not in clusters:
+            problems.append(f"ClusterLoadAssignment {name!r} has no cluster")
+    problems.extend(
+        f"a route sends traffic to unknown cluster {n!r}" for n in sorted(n for n in referenced if n not in clusters)
+    )
+    for listener_name, rds_name in rds_uses:
+        if rds_name not in route_configs:
+            problems.append(f"listener {listener_name!r} uses unknown route configuration {rds_name!r}")
     if problems:
         raise InconsistentSnapshot("; ".join(problems))
     return frozenset(referenced)

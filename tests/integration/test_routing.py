@@ -119,9 +119,7 @@ def test_invalid_edit_changes_nothing(stack: Stack) -> None:
 
     status = wait_for(rejected, what="the invalid edit to be rejected")
     errors = status["policy"]["last_rejected"]["errors"]
-    assert any(
-        "sentiment.yaml" in e and "spec.traffic: weights must sum to 100 (got 90)" in e for e in errors
-    ), errors
+    assert any("sentiment.yaml" in e and "spec.traffic: weights must sum to 100 (got 90)" in e for e in errors), errors
     assert status["snapshot_version"] == good["snapshot_version"]
     assert versions(stack.send(50)) == {"sentiment-v3": 50}
     # and the next good edit is picked up again
@@ -135,10 +133,7 @@ def test_version_without_ready_endpoint_gets_no_weight(stack: Stack) -> None:
     v4.ready = False
     try:
         status = wait_for(
-            lambda: (
-                (s := stack.control_plane.status())["models"][0]["effective_traffic"] == {"sentiment-v3": 50}
-                and s
-            ),
+            lambda: (s := stack.control_plane.status())["models"][0]["effective_traffic"] == {"sentiment-v3": 50} and s,
             what="v4's weight to be withdrawn",
         )
         stack.wait_synced(status["snapshot_version"])
@@ -150,8 +145,7 @@ def test_version_without_ready_endpoint_gets_no_weight(stack: Stack) -> None:
         v4.ready = True
     wait_for(
         lambda: (
-            stack.control_plane.status()["models"][0]["effective_traffic"]
-            == {"sentiment-v3": 50, "sentiment-v4": 50}
+            stack.control_plane.status()["models"][0]["effective_traffic"] == {"sentiment-v3": 50, "sentiment-v4": 50}
         ),
         what="v4's weight to return",
     )

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,9 +39,7 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "
         except (httpx.HTTPError, OSError) as exc:
             last_error = exc
         time.sleep(0.05)
-    raise TimeoutError(
-        f"timed out after {timeout}s waiting for {what}" + (f" ({last_error})" if last_error else "")
-    )
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
 
 
 class Process:
@@ -74,9 +72,19 @@ class Process:
 class ControlPlane:
     """``switchyard serve`` as a real subprocess."""
 
-    def __init__(self, policies: Path, workdir: Path, *, xds_port: int | None = None) -> None:
+    def __init__(
+        self,
+        policies: Path,
+        workdir: Path,
+        *,
+        xds_port: int | None = None,
+        extra_args: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
         self.policies = policies
         self.workdir = workdir
+        self.extra_args = list(extra_args)  # e.g. --tokens FILE, --state-dir DIR
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.xds_port = xds_port or free_port()
         self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.admin_port}"
@@ -95,6 +103,7 @@ class ControlPlane:
                 str(self.xds_port),
                 "--admin-port",
                 str(self.admin_port),
+                *self.extra_args,
             ],
             self.workdir / f"control-plane-{self.admin_port}.log",
         )
@@ -102,7 +111,7 @@ class ControlPlane:
         return self
 
     def status(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/v1/status", timeout=5)
+        response = httpx.get(f"{self.url}/v1/status", timeout=5, headers=self.headers)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
@@ -115,9 +124,7 @@ class ControlPlane:
 class Envoy:
     """The real Envoy binary with a bootstrap from ``switchyard bootstrap``."""
 
-    def __init__(
-        self, xds_port: int, workdir: Path, *, delta: bool = False, node_id: str = "test-envoy"
-    ) -> None:
+    def __init__(self, xds_port: int, workdir: Path, *, delta: bool = False, node_id: str = "test-envoy") -> None:
         self.admin_port = free_port()
         self.node_id = node_id
         self.workdir = workdir

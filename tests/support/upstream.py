@@ -71,9 +71,7 @@ class VersionUpstream:
         self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.address = f"127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, name=f"upstream-{version}", daemon=True
-        )
+        self._thread = threading.Thread(target=self.server.serve_forever, name=f"upstream-{version}", daemon=True)
         self._thread.start()
 
     def count(self, kind: str = "live") -> int:

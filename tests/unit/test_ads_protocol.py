@@ -79,9 +79,7 @@ class Client:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[
-    tuple[SnapshotCache, NodeRegistry, ads_pb2_grpc.AggregatedDiscoveryServiceStub]
-]:
+async def server() -> AsyncIterator[tuple[SnapshotCache, NodeRegistry, ads_pb2_grpc.AggregatedDiscoveryServiceStub]]:
     cache, nodes = SnapshotCache(), NodeRegistry()
     grpc_server = grpc.aio.server()
     ads.add_to_server(grpc_server, cache, nodes)
@@ -100,9 +98,7 @@ async def sotw_handshake(client: Client, cache: SnapshotCache) -> dict[str, disc
     got = {}
     await client.send(type_url=CLUSTER)
     got[CLUSTER] = await client.recv()
-    await client.send(
-        type_url=CLUSTER, version_info=got[CLUSTER].version_info, response_nonce=got[CLUSTER].nonce
-    )
+    await client.send(type_url=CLUSTER, version_info=got[CLUSTER].version_info, response_nonce=got[CLUSTER].nonce)
     names = list(cache.current.entries[ENDPOINT]) if cache.current else []
     await client.send(type_url=ENDPOINT, resource_names=names)
     got[ENDPOINT] = await client.recv()
@@ -114,9 +110,7 @@ async def sotw_handshake(client: Client, cache: SnapshotCache) -> dict[str, disc
     )
     await client.send(type_url=LISTENER)
     got[LISTENER] = await client.recv()
-    await client.send(
-        type_url=LISTENER, version_info=got[LISTENER].version_info, response_nonce=got[LISTENER].nonce
-    )
+    await client.send(type_url=LISTENER, version_info=got[LISTENER].version_info, response_nonce=got[LISTENER].nonce)
     await client.send(type_url=ROUTE, resource_names=["switchyard_routes"])
     got[ROUTE] = await client.recv()
     await client.send(

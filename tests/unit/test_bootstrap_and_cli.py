@@ -56,9 +56,7 @@ def test_render_yaml(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("delta", [False, True])
-def test_bootstrap_is_accepted_by_envoy(
-    delta: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bootstrap_is_accepted_by_envoy(delta: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["bootstrap", "--xds", "control-plane:18000", "--admin-port", "9901", "--node-id", "edge-1"]
     assert main(args + (["--delta"] if delta else [])) == 0
     text = capsys.readouterr().out

@@ -243,9 +243,7 @@ def test_duplicate_model_names_across_files() -> None:
     with pytest.raises(PolicyErrors) as info:
         load_texts({"a.yaml": BASE, "b.yaml": BASE.replace("127.0.0.1", "127.0.0.2")})
     assert any(
-        str(e).startswith(
-            "b.yaml:3: metadata.name: duplicate model name 'sentiment' (first defined at a.yaml:1)"
-        )
+        str(e).startswith("b.yaml:3: metadata.name: duplicate model name 'sentiment' (first defined at a.yaml:1)")
         for e in info.value.errors
     ), info.value.errors
 
@@ -255,8 +253,7 @@ def test_overlapping_host_and_prefix() -> None:
     with pytest.raises(PolicyErrors) as info:
         load_texts({"a.yaml": BASE, "b.yaml": other})
     assert any(
-        "b.yaml" in str(e)
-        and "spec.hosts[0]: host '*' with path_prefix '/' overlaps model 'sentiment'" in str(e)
+        "b.yaml" in str(e) and "spec.hosts[0]: host '*' with path_prefix '/' overlaps model 'sentiment'" in str(e)
         for e in info.value.errors
     )
     # the same host with another prefix is fine: longest prefix wins

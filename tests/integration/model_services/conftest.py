@@ -17,16 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from model_services.train import build_store
-
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="session")
-def model_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("model-store")
-    build_store(store)
-    return store
 
 
 def free_port() -> int:

@@ -58,10 +58,7 @@ async def test_drain_grace_reports_unready_and_keeps_serving(
     args = ("--drain-grace-s", "5", "--fault-latency-ms", "200")
     with serve(model_dir, tmp_path / "log", *args) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            calls = [
-                asyncio.ensure_future(client.post("/v1/predict", json={"text": f"good {i}"}))
-                for i in range(n)
-            ]
+            calls = [asyncio.ensure_future(client.post("/v1/predict", json={"text": f"good {i}"})) for i in range(n)]
             await _wait_in_progress(client, n)
             server.terminate()
             ready = None

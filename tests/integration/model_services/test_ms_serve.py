@@ -71,9 +71,7 @@ def test_served_version_renames(model_store: Path, tmp_path: Path, serve: Callab
         assert r.headers["x-model-version"] == "sentiment-v5"
 
 
-def test_tampered_weights_never_serve(
-    model_store: Path, tmp_path: Path, spawn_server: Callable[..., Any]
-) -> None:
+def test_tampered_weights_never_serve(model_store: Path, tmp_path: Path, spawn_server: Callable[..., Any]) -> None:
     bad = tmp_path / "sentiment" / "sentiment-v3"
     shutil.copytree(model_store / "sentiment" / "sentiment-v3", bad)
     with (bad / "weights.safetensors").open("r+b") as fh:

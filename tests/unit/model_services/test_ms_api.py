@@ -76,9 +76,7 @@ async def test_bad_inputs(make_harness: Make, payload: object, status: int, code
 
 async def test_non_json_bodies(make_harness: Make) -> None:
     async with make_harness() as h:
-        r = await h.client.post(
-            "/v1/predict", content=b"{not json", headers={"content-type": "application/json"}
-        )
+        r = await h.client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 422
         assert "not valid JSON" in r.json()["error"]
         r = await h.client.post("/v1/predict", content=b"text=hello")
@@ -326,10 +324,7 @@ async def test_concurrent_requests_are_batched(make_harness: Make) -> None:
             if h.handler.entered.is_set():
                 break
             await asyncio.sleep(0.005)
-        rest = [
-            asyncio.ensure_future(h.client.post("/v1/predict", json={"text": f"good {i}"}))
-            for i in range(1, 8)
-        ]
+        rest = [asyncio.ensure_future(h.client.post("/v1/predict", json={"text": f"good {i}"})) for i in range(1, 8)]
         for _ in range(2000):
             if h.service.batcher.queued == 7:
                 break

@@ -1,0 +1,108 @@
+"""Every error is JSON with a message; no input makes the API answer 500.
+
+``{"status": 422, "message": "what is wrong", "errors": ["detail", ...]}``.
+Mutating calls rejected before their handler runs (bad token, bad JSON) are
+audited here, so the audit log holds every attempt, not only the valid ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from control_plane.auth import Identity
+from control_plane.changes import ChangeError
+
+log = logging.getLogger(__name__)
+
+# Mutating routes: (method, path) -> audit action.
+_MUTATIONS = (
+    ("PUT", re.compile(r"^/v1/models/(?P<model>[^/]+)/traffic/?$"), "shift"),
+    ("PUT", re.compile(r"^/v1/models/(?P<model>[^/]+)/shadow/?$"), "shadow"),
+    ("DELETE", re.compile(r"^/v1/models/(?P<model>[^/]+)/shadow/?$"), "shadow-off"),
+    ("POST", re.compile(r"^/v1/models/(?P<model>[^/]+)/promote/?$"), "promote"),
+    ("POST", re.compile(r"^/v1/models/(?P<model>[^/]+)/rollback/?$"), "rollback"),
+)
+
+
+def mutation_of(request: Request) -> tuple[str, str] | None:
+    """(action, model) when ``request`` is a call that would change traffic."""
+    for method, pattern, action in _MUTATIONS:
+        if request.method == method and (found := pattern.match(request.url.path)):
+            return action, found["model"]
+    return None
+
+
+def _identify(request: Request) -> Identity | None:
+    found: Identity | None = getattr(request.state, "identity", None)
+    admin = getattr(request.app.state, "admin", None)
+    if found is None and admin is not None:
+        found = admin.authenticator.identify(request.headers.get("authorization"))
+    return found
+
+
+def error_body(status: int, message: str, errors: list[str] | None = None) -> dict[str, Any]:
+    return {"status": status, "message": message, "errors": errors or []}
+
+
+def _respond(
+    request: Request, status: int, message: str, errors: list[str] | None = None, headers: Any = None
+) -> JSONResponse:
+    mutation = mutation_of(request)
+    admin = getattr(request.app.state, "admin", None)
+    if mutation is not None and admin is not None:
+        who = _identify(request)
+        action, model = mutation
+        admin.audit.append(
+            who=who.name if who else "anonymous",
+            action=action,
+            model=model,
+            request=None,
+            accepted=False,
+            status=status,
+            reason=message,
+        )
+        admin.metrics.changes.labels(action, "rejected").inc()
+    return JSONResponse(error_body(status, message, errors), status_code=status, headers=headers)
+
+
+def _field(loc: Any) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _respond(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI decodes a JSON body before it runs the auth dependency: check the token
+        # here too, so a caller without one learns nothing but 401 (and a reader gets 403).
+        who = _identify(request)
+        if who is None:
+            return _respond(request, 401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if mutation_of(request) is not None and not who.may("operator"):
+            return _respond(request, 403, f"{who.name!r} has the reader role; changing traffic needs an operator token")
+        problems = list(exc.errors())
+        if any(p.get("type") == "json_invalid" for p in problems):
+            detail = next(p for p in problems if p.get("type") == "json_invalid")
+            where = detail.get("ctx", {}).get("error", "")
+            return _respond(request, 400, f"malformed JSON in the request body: {where}".rstrip(": "))
+        errors = [f"{_field(p.get('loc', ()))}: {p.get('msg', 'invalid')}" for p in problems]
+        return _respond(request, 422, "invalid request: " + "; ".join(errors), errors)
+
+    @app.exception_handler(ChangeError)
+    async def change_error(request: Request, exc: ChangeError) -> JSONResponse:
+        return JSONResponse(error_body(exc.status, exc.message, exc.errors), status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
+        log.exception("admin API error on %s %s", request.method, request.url.path)
+        return _respond(request, 500, f"internal error ({type(exc).__name__}); see the control plane's log")

@@ -1,0 +1,234 @@
+"""``/v1/models``: read a model's routing, and change it (shift, shadow, promote, rollback).
+
+Mutations are ``async`` on purpose: they run on the event loop that owns the
+controller, start to finish without awaiting, so racing requests are
+serialised and a stale ``If-Match`` is always caught (412).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from control_plane import ir
+from control_plane.admin.context import AdminContext, Context, Operator, Reader
+from control_plane.admin.status import model_view
+from control_plane.auth import Identity
+from control_plane.changes import Change, ChangeError, etag_of, find_model
+from control_plane.policy.loader import Located
+from control_plane.policy.schema import ModelRoute
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+VersionName = Annotated[str, Field(min_length=1, max_length=253, examples=["sentiment-v4"])]
+Weight = Annotated[int, Field(strict=True, ge=0, le=100)]
+Percent = Annotated[float, Field(strict=True, gt=0, le=100)]
+IfMatch = Annotated[
+    str | None,
+    Header(description="The model's ETag from a GET; a stale one gets 412 and changes nothing"),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrafficBody(_Body):
+    weights: dict[VersionName, Weight] = Field(
+        min_length=1,
+        description="The whole new split: integer percentages summing to 100",
+        examples=[{"sentiment-v3": 75, "sentiment-v4": 25}],
+    )
+
+
+class ShadowBody(_Body):
+    version: VersionName
+    percent: Percent = Field(default=100, description="Share of live requests mirrored, (0, 100]")
+
+
+class PromoteBody(_Body):
+    version: VersionName
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def _view(
+    ctx: AdminContext, name: str, located: Located[ModelRoute] | None = None, model: ir.Model | None = None
+) -> dict[str, Any]:
+    intent = ctx.controller.intent
+    located = located or find_model(ctx.controller.policies, name)
+    if model is None and intent is not None:
+        model = next((m for m in intent.models if m.name == name), None)
+    if located is None or model is None:
+        raise ChangeError(404, f"no model named {name!r}")
+    view = model_view(ctx.controller, ctx.prober, name, model)
+    current = ctx.cache.current
+    view.update(
+        etag=etag_of(located.value),
+        file=located.source.file,
+        line=located.source.line,
+        snapshot_version=current.version if current else None,
+    )
+    return view
+
+
+@router.get("", summary="Every model: versions, split, rules, shadows, readiness, ETag")
+async def list_models(ctx: Context, who: Reader) -> dict[str, Any]:
+    policies, intent = ctx.controller.policies, ctx.controller.intent
+    located = {m.value.metadata.name: m for m in policies.models} if policies else {}
+    current = ctx.cache.current
+    return {
+        "snapshot_version": current.version if current else None,
+        "models": [_view(ctx, m.name, located.get(m.name), m) for m in (intent.models if intent else ())],
+    }
+
+
+@router.get("/{name}", summary="One model; the ETag header is what If-Match expects")
+async def get_model(name: str, ctx: Context, who: Reader, response: Response) -> dict[str, Any]:
+    view = _view(ctx, name)
+    response.headers["ETag"] = view["etag"]
+    return view
+
+
+@router.get("/{name}/history", summary="Every split the model has had, oldest first, with who and when")
+async def history(name: str, ctx: Context, who: Reader) -> dict[str, Any]:
+    entries = ctx.changes.history.entries(name)
+    if not entries and find_model(ctx.controller.policies, name) is None:
+        raise ChangeError(404, f"no model named {name!r}")
+    return {"model": name, "history": [e.to_json() for e in entries]}
+
+
+# -- changing ------------------------------------------------------------------------------
+
+
+def _run(
+    ctx: AdminContext,
+    who: Identity,
+    action: str,
+    model: str,
+    request: Any,
+    response: Response,
+    change: Callable[[], Change],
+) -> dict[str, Any]:
+    """Make the change, audit it either way, and describe the result."""
+    try:
+        result = change()
+    except ChangeError as exc:
+        ctx.audit.append(
+            who=who.name,
+            action=action,
+            model=model,
+            request=request,
+            accepted=False,
+            status=exc.status,
+            reason="; ".join([exc.message, *exc.errors]),
+        )
+        ctx.metrics.changes.labels(action, "rejected").inc()
+        raise
+    ctx.audit.append(
+        who=who.name,
+        action=action,
+        model=model,
+        request=request,
+        accepted=True,
+        status=200,
+        old=result.old.to_json(),
+        new=result.new.to_json(),
+        snapshot_version=result.snapshot_version,
+        reason=None if result.changed else "no change: the model already had this split",
+    )
+    ctx.metrics.changes.labels(action, "accepted" if result.changed else "unchanged").inc()
+    response.headers["ETag"] = result.etag
+    return {
+        "model": result.model,
+        "action": action,
+        "changed": result.changed,
+        "old": result.old.to_json(),
+        "new": result.new.to_json(),
+        "snapshot_version": result.snapshot_version,
+        "etag": result.etag,
+        "file": result.file,
+        "model_view": _view(ctx, model),
+    }
+
+
+@router.put("/{name}/traffic", summary="Set the default split")
+async def shift(
+    name: str, body: TrafficBody, ctx: Context, who: Operator, response: Response, if_match: IfMatch = None
+) -> dict[str, Any]:
+    return _run(
+        ctx,
+        who,
+        "shift",
+        name,
+        body.model_dump(),
+        response,
+        lambda: ctx.changes.shift(name, dict(body.weights), who=who.name, if_match=if_match),
+    )
+
+
+@router.put("/{name}/shadow", summary="Mirror a share of live traffic to a version")
+async def shadow(
+    name: str, body: ShadowBody, ctx: Context, who: Operator, response: Response, if_match: IfMatch = None
+) -> dict[str, Any]:
+    return _run(
+        ctx,
+        who,
+        "shadow",
+        name,
+        body.model_dump(),
+        response,
+        lambda: ctx.changes.set_shadow(name, body.version, body.percent, who=who.name, if_match=if_match),
+    )
+
+
+@router.delete("/{name}/shadow", summary="Stop mirroring (one version, or all without ?version=)")
+async def stop_shadow(
+    name: str,
+    ctx: Context,
+    who: Operator,
+    response: Response,
+    version: Annotated[str | None, Query(min_length=1, max_length=253)] = None,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
+    return _run(
+        ctx,
+        who,
+        "shadow-off",
+        name,
+        {"version": version},
+        response,
+        lambda: ctx.changes.stop_shadow(name, version, who=who.name, if_match=if_match),
+    )
+
+
+@router.post("/{name}/promote", summary="Send 100% of the default split to one version")
+async def promote(
+    name: str, body: PromoteBody, ctx: Context, who: Operator, response: Response, if_match: IfMatch = None
+) -> dict[str, Any]:
+    return _run(
+        ctx,
+        who,
+        "promote",
+        name,
+        body.model_dump(),
+        response,
+        lambda: ctx.changes.promote(name, body.version, who=who.name, if_match=if_match),
+    )
+
+
+@router.post("/{name}/rollback", summary="Go back to the split before the last change")
+async def rollback(
+    name: str,
+    ctx: Context,
+    who: Operator,
+    response: Response,
+    if_match: IfMatch = None,
+) -> dict[str, Any]:
+    return _run(
+        ctx, who, "rollback", name, None, response, lambda: ctx.changes.rollback(name, who=who.name, if_match=if_match)
+    )

@@ -1,0 +1,181 @@
+"""``POST /v1/validate``: a dry run of a policy document or a proposed change.
+
+Answers with the errors, or with the diff of Envoy resources it would push.
+Nothing is written and nothing is published. A request that is itself
+malformed gets a 4xx; a well-formed proposal that is invalid gets 200 with
+``valid: false``, since reporting that is what was asked for.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from control_plane.admin.context import AdminContext, Context, Reader
+from control_plane.admin.models import Percent, VersionName, Weight
+from control_plane.changes import ChangeError, Planner, mirror, promote_to, shift_to, unmirror
+from control_plane.ir import RoutingIntent
+from control_plane.policy.compile import to_intent, with_endpoints
+from control_plane.policy.errors import PolicyErrors
+from control_plane.policy.loader import PolicySet, load_texts, policy_files
+from control_plane.render import resources_by_type
+from control_plane.translate import translate
+
+router = APIRouter(tags=["validate"])
+
+MAX_POLICY_BYTES = 1 << 20
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ShiftChange(_Body):
+    action: Literal["shift"]
+    model: str
+    weights: dict[VersionName, Weight] = Field(min_length=1)
+
+
+class ShadowChange(_Body):
+    action: Literal["shadow"]
+    model: str
+    version: VersionName
+    percent: Percent = 100
+
+
+class ShadowOffChange(_Body):
+    action: Literal["shadow-off"]
+    model: str
+    version: VersionName | None = None
+
+
+class PromoteChange(_Body):
+    action: Literal["promote"]
+    model: str
+    version: VersionName
+
+
+class RollbackChange(_Body):
+    action: Literal["rollback"]
+    model: str
+
+
+ProposedChange = Annotated[
+    ShiftChange | ShadowChange | ShadowOffChange | PromoteChange | RollbackChange, Field(discriminator="action")
+]
+
+
+class ValidateBody(_Body):
+    policy: str | None = Field(default=None, max_length=MAX_POLICY_BYTES, description="YAML text of one policy file")
+    file: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The policy file `policy` replaces (path or unique file name); omitted: a new file",
+    )
+    change: ProposedChange | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ValidateBody:
+        if (self.policy is None) == (self.change is None):
+            raise ValueError("give exactly one of `policy` (YAML text) or `change` (a proposed change)")
+        if self.file is not None and self.policy is None:
+            raise ValueError("`file` goes with `policy`")
+        return self
+
+
+@router.post("/v1/validate", summary="Dry run: errors, or the Envoy resources diff; applies nothing")
+async def validate(body: ValidateBody, ctx: Context, who: Reader) -> dict[str, Any]:
+    try:
+        after = _policy_set(ctx, body.policy, body.file) if body.change is None else _planned(ctx, body.change)
+    except ChangeError as exc:
+        return {"valid": False, "message": exc.message, "errors": exc.errors or [exc.message], "diff": []}
+    except PolicyErrors as exc:
+        errors = [str(e) for e in exc.errors]
+        return {"valid": False, "message": "the policies are invalid", "errors": errors, "diff": []}
+    proposed = _intent(ctx, after)
+    before = ctx.controller.intent or RoutingIntent(proposed.listener, ())
+    diff = resource_diff(before, proposed, ctx.controller.unready)
+    return {
+        "valid": True,
+        "message": f"valid; {len(diff)} Envoy resource(s) would change" if diff else "valid; nothing would change",
+        "errors": [],
+        "diff": diff,
+    }
+
+
+def _intent(ctx: AdminContext, policies: PolicySet) -> RoutingIntent:
+    """The intent the controller would build (with `switchyard up`'s local overrides, if any)."""
+    intent = to_intent(policies)
+    overrides = ctx.controller.overrides
+    models = tuple(with_endpoints(m, overrides.endpoints) for m in intent.models)
+    return RoutingIntent(overrides.listener or intent.listener, models)
+
+
+def _policy_set(ctx: AdminContext, text: str | None, file: str | None) -> PolicySet:
+    assert text is not None
+    texts: dict[str, str] = {}
+    for path in policy_files(ctx.controller.policy_paths):
+        try:
+            texts[str(path)] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ChangeError(409, f"cannot read policy file {path}: {exc}") from None
+    target = "<proposed>.yaml"
+    if file is not None:
+        matches = [name for name in texts if name == file or name.rsplit("/", 1)[-1] == file]
+        if len(matches) != 1:
+            known = ", ".join(sorted(texts)) or "none"
+            what = "is ambiguous" if matches else "is not one of the policy files"
+            raise ChangeError(422, f"file {file!r} {what} (policy files: {known})")
+        target = matches[0]
+    return load_texts({**texts, target: text})
+
+
+def _planned(ctx: AdminContext, change: Any) -> PolicySet:
+    planner: Planner
+    if isinstance(change, ShiftChange):
+        planner = shift_to(dict(change.weights))
+    elif isinstance(change, ShadowChange):
+        planner = mirror(change.version, change.percent)
+    elif isinstance(change, ShadowOffChange):
+        planner = unmirror(change.version)
+    elif isinstance(change, PromoteChange):
+        planner = promote_to(change.version)
+    else:
+        planner = ctx.changes.back()
+    return ctx.changes.plan(change.model, planner).after
+
+
+def resource_diff(before: RoutingIntent, after: RoutingIntent, unready: frozenset[str]) -> list[dict[str, Any]]:
+    """Per Envoy resource: added, removed or changed, with a unified diff of its JSON."""
+    old = resources_by_type(translate(before, unready))
+    new = resources_by_type(translate(after, unready))
+    out: list[dict[str, Any]] = []
+    for kind in new:
+        olds = {r.get("name", r.get("cluster_name", "")): r for r in old.get(kind, [])}
+        news = {r.get("name", r.get("cluster_name", "")): r for r in new[kind]}
+        for name in sorted(olds.keys() | news.keys()):
+            a, b = olds.get(name), news.get(name)
+            if a == b:
+                continue
+            op = "added" if a is None else "removed" if b is None else "changed"
+            out.append(
+                {
+                    "type": kind,
+                    "name": name,
+                    "op": op,
+                    "diff": "".join(
+                        difflib.unified_diff(
+                            _lines(a), _lines(b), f"{kind}/{name} (now)", f"{kind}/{name} (proposed)", n=2
+                        )
+                    ),
+                }
+            )
+    return out
+
+
+def _lines(resource: dict[str, Any] | None) -> list[str]:
+    return [] if resource is None else json.dumps(resource, indent=2, sort_keys=True).splitlines(keepends=True)

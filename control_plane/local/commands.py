@@ -1,0 +1,80 @@
+"""The commands that run each part of the system.
+
+`switchyard up` runs them as local processes; docker-compose.yml runs the same
+commands in containers (tests/unit/test_compose.py checks that they agree).
+Only addresses, ports and paths differ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from control_plane.policy.schema import FleetVersionSpec
+
+# Behind Envoy a replica keeps serving this long after SIGTERM while reporting not
+# ready, so Envoy's health check moves traffic away before the listener closes.
+DRAIN_GRACE_S = 2.0
+
+
+def build_store(python: str, out: str | Path) -> list[str]:
+    return [python, "-m", "model_services", "build", "--out", str(out)]
+
+
+def model_service(
+    python: str,
+    *,
+    model_dir: str | Path,
+    served_version: str,
+    spec: FleetVersionSpec,
+    host: str,
+    port: int,
+) -> list[str]:
+    return [
+        python, "-m", "model_services", "serve",
+        "--host", host,
+        "--port", str(port),
+        "--model-dir", str(model_dir),
+        "--served-version", served_version,
+        "--max-batch-size", str(spec.max_batch_size),
+        "--max-delay-ms", str(spec.max_delay_ms),
+        "--device", spec.device,
+        "--drain-grace-s", str(DRAIN_GRACE_S),
+        *spec.args,
+    ]  # fmt: skip
+
+
+def control_plane(
+    python: str,
+    *,
+    policies: str | Path,
+    xds_address: str,
+    xds_port: int,
+    admin_address: str,
+    admin_port: int,
+    overrides: str | Path | None = None,
+) -> list[str]:
+    args = [
+        python, "-m", "control_plane", "serve",
+        "--policies", str(policies),
+        "--xds-address", xds_address,
+        "--xds-port", str(xds_port),
+        "--admin-address", admin_address,
+        "--admin-port", str(admin_port),
+    ]  # fmt: skip
+    if overrides is not None:
+        args += ["--overrides", str(overrides)]
+    return args
+
+
+def envoy(binary: str | Path, *, config: str | Path) -> list[str]:
+    # A dynamic base id lets several Envoys share a host (tests, benchmarks, `up` beside them).
+    return [
+        str(binary),
+        "-c",
+        str(config),
+        "--use-dynamic-base-id",
+        "--log-level",
+        "warn",
+        "--drain-time-s",
+        "2",
+    ]

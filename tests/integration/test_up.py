@@ -1,0 +1,97 @@
+"""`switchyard up` on the shipped policies: real predictions, crash recovery, clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.procs import free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains ``text`` (``/proc``, Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_up_runs_the_system_recovers_a_replica_and_stops_cleanly(tmp_path: Path, model_store: Path) -> None:
+    state = tmp_path / "state"
+    port, admin_port = free_port(), free_port()
+    log = tmp_path / "up.log"
+    args = [
+        sys.executable, "-m", "control_plane", "up",
+        "--policies", str(REPO / "policies"),
+        "--state-dir", str(state),
+        "--model-store", str(model_store),
+        "--port", str(port),
+        "--xds-port", str(free_port()),
+        "--admin-port", str(admin_port),
+        "--envoy-admin-port", str(free_port()),
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        up = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        def ready() -> bool:
+            assert up.poll() is None, f"`switchyard up` exited early:\n{log.read_text()[-3000:]}"
+            return "everything is ready" in log.read_text()
+
+        wait_for(ready, timeout=300, what="`switchyard up` to be ready")
+        url = f"http://127.0.0.1:{port}/v1/predict"
+
+        response = httpx.post(url, json={"text": "This product is terrible"}, timeout=10)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["label"] in {"negative", "positive"}
+        assert 0.0 <= body["confidence"] <= 1.0
+        assert body["model_version"] in {"sentiment-v3", "sentiment-v4"}
+        premium = httpx.post(url, json={"text": "great"}, headers={"x-user-tier": "premium"}, timeout=10)
+        assert premium.json()["model_version"] == "sentiment-v4-large"
+        pinned = httpx.post(url, json={"text": "great", "model_version": "sentiment-v5"}, timeout=10)
+        assert pinned.json()["model_version"] == "sentiment-v5"
+
+        # Kill one replica: `up` reports it and starts it again on the same port.
+        overrides = yaml.safe_load((state / "overrides.yaml").read_text())
+        victim = overrides["endpoints"]["sentiment"]["sentiment-v3"][0]
+        victim_port = victim.rsplit(":", 1)[1]
+        [pid] = processes_mentioning(f"--port {victim_port} ")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: "restarted" in log.read_text(), timeout=60, what="the replica restart to be reported")
+        wait_for(
+            lambda: httpx.get(f"http://{victim}/v2/health/ready", timeout=2).status_code == 200,
+            timeout=120,
+            what="the restarted replica to be ready",
+        )
+        assert processes_mentioning(f"--port {victim_port} ") != [pid]
+        assert httpx.post(url, json={"text": "fine"}, timeout=10).status_code == 200
+    finally:
+        up.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        code = up.wait(timeout=120)
+    assert code == 0, log.read_text()[-3000:]
+    assert "no process left behind" in log.read_text()
+    deadline = time.monotonic() + 10
+    while processes_mentioning(str(state)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_mentioning(str(state)) == []  # control plane, Envoy
+    assert processes_mentioning(str(model_store)) == []  # every replica
