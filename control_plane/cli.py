@@ -14,6 +14,7 @@ import yaml
 
 from control_plane import cli_admin
 from control_plane.bootstrap import bootstrap_yaml
+from control_plane.local import traffic as local_traffic
 from control_plane.local import up as local_up
 from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
@@ -83,6 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe otherwise
     options = ServeOptions(
         policies=[Path(p) for p in args.policies],
         xds_address=args.xds_address,
@@ -100,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 # Other modules add their subcommands here (the admin-API client commands, `up`, ...).
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     local_up.register,
+    local_traffic.register,
     cli_admin.register,
 ]
 

@@ -52,6 +52,7 @@ def control_plane(
     admin_address: str,
     admin_port: int,
     overrides: str | Path | None = None,
+    tokens: str | Path | None = None,
 ) -> list[str]:
     args = [
         python, "-m", "control_plane", "serve",
@@ -63,6 +64,8 @@ def control_plane(
     ]  # fmt: skip
     if overrides is not None:
         args += ["--overrides", str(overrides)]
+    if tokens is not None:  # required whenever the admin API listens beyond loopback
+        args += ["--tokens", str(tokens)]
     return args
 
 

@@ -61,9 +61,11 @@ class Console:
         self._last = ""
 
     def progress(self, text: str) -> None:
-        if text == self._last:
+        # Without a terminal, print a line only when something other than the clock changed.
+        key = text.split("]", 1)[-1]
+        if key == self._last:
             return
-        self._last = text
+        self._last = key
         if self.tty:
             print(f"\r\033[K{text}", end="", flush=True)
         else:
@@ -202,11 +204,19 @@ class LocalStack:
         status: dict[str, Any] = response.json()
         return status
 
-    def envoy_synced(self) -> bool:
+    def routing_ready(self) -> bool:
+        """The control plane sees every version ready and Envoy runs the snapshot that says so.
+
+        A replica answering ready is not enough: Envoy's health check and the
+        control plane's weights must have caught up, or a request for a version
+        (a premium user, a pinned client) can still meet `503 no healthy upstream`.
+        """
         status = self._control_plane_status()
         if status is None or status["snapshot_version"] is None:
             return False
-        return any(n["connected"] and n["synced_snapshot"] == status["snapshot_version"] for n in status["envoys"])
+        all_ready = all(v["ready"] for m in status["models"] for v in m["versions"])
+        synced = any(n["connected"] and n["synced_snapshot"] == status["snapshot_version"] for n in status["envoys"])
+        return all_ready and synced
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -214,14 +224,14 @@ class LocalStack:
         while time.monotonic() < deadline:
             self.supervisor.check()
             ready = {r.child_name: self._replica_ready(r) for r in self.replicas}
-            synced = self.envoy_synced()
+            synced = self.routing_ready()
             by_version: dict[str, list[bool]] = {}
             for replica in self.replicas:
                 by_version.setdefault(replica.version, []).append(ready[replica.child_name])
             parts = [f"{v} {sum(rs)}/{len(rs)}" for v, rs in by_version.items()]
             self.console.progress(
                 f"[{time.monotonic() - started:4.0f}s] replicas ready: {', '.join(parts)}; "
-                f"Envoy {'has ACKed the configuration' if synced else 'waiting for configuration'}"
+                f"routing {'ready' if synced else 'waiting for health checks and Envoy'}"
             )
             if synced and all(ready.values()):
                 self.console.say(f"everything is ready after {time.monotonic() - started:.0f}s")

@@ -182,9 +182,22 @@ def _check_domain(value: str) -> str:
     return value.lower()
 
 
+def _check_path_prefix(value: str) -> str:
+    # Routes match the prefix on path-segment boundaries (Envoy's path_separated_prefix):
+    # "/sentiment" already covers "/sentiment/...", and that matcher rejects a trailing "/".
+    if value != "/" and value.endswith("/"):
+        raise ValueError(
+            f"{value!r} must not end with '/': write {value.rstrip('/') or '/'!r}, "
+            "which matches that path and everything under it"
+        )
+    if "?" in value or "#" in value:
+        raise ValueError(f"{value!r} must not contain '?' or '#': it is matched against the path only")
+    return value
+
+
 class ModelRouteSpec(Strict):
     hosts: list[Annotated[str, AfterValidator(_check_domain)]] = Field(default_factory=lambda: ["*"], min_length=1)
-    path_prefix: Annotated[str, StringConstraints(pattern=r"^/")] = "/"
+    path_prefix: Annotated[str, StringConstraints(pattern=r"^/"), AfterValidator(_check_path_prefix)] = "/"
     rewrite_prefix: Annotated[str, StringConstraints(pattern=r"^/")] | None = None
     versions: dict[Name, VersionSpec] = Field(min_length=1)
     traffic: dict[Name, Weight] | None = None  # None is allowed only with a single version

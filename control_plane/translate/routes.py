@@ -1,7 +1,6 @@
 """IR -> the Envoy RouteConfiguration.
 
-Per model, routes are tried in this order (Envoy matches linearly within a
-virtual host, first match wins):
+Per model, routes are tried in this order (first match wins):
 
 1. header pin to a declared version; header pin to anything else -> 404
 2. body-field pin (dynamic metadata from json_to_metadata), same two routes
@@ -9,22 +8,28 @@ virtual host, first match wins):
 4. the default split
 
 Models are grouped into virtual hosts by domain, so the host lookup (a hash
-map in Envoy) picks the model and only that model's routes are scanned.
-Models sharing a domain are ordered longest path prefix first.
+map in Envoy) picks the model. Envoy scans a virtual host's ``routes``
+linearly, so a host shared by several models (told apart by path prefix) gets a
+``matcher`` instead: a longest-prefix map on ``:path`` that picks one model's
+route list directly, making the last of 1,000 models as cheap as the first.
+A model's prefix matches on path-segment boundaries (``/a`` matches ``/a``,
+``/a/x`` and ``/a?q``, never ``/ab``); see ``_prefix_matcher`` for how a
+non-boundary hit still reaches the right model.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from functools import lru_cache
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.type.matcher.v3 import metadata_pb2, regex_pb2, string_pb2, value_pb2
+from envoy.type.matcher.v3 import http_inputs_pb2, metadata_pb2, regex_pb2, string_pb2, value_pb2
 from envoy.type.v3 import percent_pb2, range_pb2
-from google.protobuf import wrappers_pb2
+from google.protobuf import any_pb2, wrappers_pb2
+from xds.core.v3 import extension_pb2
 
 from control_plane.ir import HeaderCondition, Mirror, Model, Retry, RoutingIntent, Rule, Split
 from control_plane.translate.messages import duration, pack
@@ -42,23 +47,89 @@ _FILTER_DISABLED = pack(rc.FilterConfig(disabled=True))
 
 
 def route_configuration(intent: RoutingIntent, unready: frozenset[str]) -> route_pb2.RouteConfiguration:
+    models_by_name = {m.name: m for m in intent.models}
+    config = route_pb2.RouteConfiguration(name=ROUTE_CONFIG_NAME)
+    for model_names, domains in virtual_host_groups(intent.models).items():
+        vhost = config.virtual_hosts.add(name="+".join(model_names), domains=domains)
+        models = [models_by_name[name] for name in model_names]
+        if len(models) == 1:
+            vhost.routes.extend(model_routes(models[0], _unready_of(models[0], unready)))
+            continue
+        entries = vhost.matcher.matcher_tree.prefix_match_map.map
+        vhost.matcher.matcher_tree.input.CopyFrom(PATH_INPUT)
+        for key, model, fallback in prefix_map_entries(models):
+            route_list = rc.RouteList(routes=model_routes(model, _unready_of(model, unready)))
+            if fallback is not None:
+                route_list.routes.extend(model_routes(fallback, _unready_of(fallback, unready)))
+            action = entries[key].action
+            action.name = model.name
+            # Deterministic, like everything else we hash and compare byte for byte.
+            action.typed_config.CopyFrom(
+                any_pb2.Any(type_url=ROUTE_LIST_TYPE, value=route_list.SerializeToString(deterministic=True))
+            )
+    return config
+
+
+# There is no dedicated HTTP path input in Envoy 1.40 (PathMatchInput is generic_proxy's);
+# the :path header includes the query string, which a prefix match does not mind.
+PATH_INPUT = extension_pb2.TypedExtensionConfig(
+    name="request-path", typed_config=pack(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=":path"))
+)
+ROUTE_LIST_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteList"
+
+
+def virtual_host_groups(models: Iterable[Model]) -> dict[tuple[str, ...], list[str]]:
+    """Model names (longest path prefix first) -> the domains they serve together."""
     by_domain: dict[str, list[Model]] = {}
-    for model in intent.models:
+    for model in models:
         for host in model.hosts:
             by_domain.setdefault(host, []).append(model)
     # Domains served by the same models share one virtual host.
     groups: dict[tuple[str, ...], list[str]] = {}
-    for domain, models in by_domain.items():
-        ordered = sorted(models, key=lambda m: -len(m.path_prefix))
+    for domain, served in by_domain.items():
+        ordered = sorted(served, key=lambda m: -len(m.path_prefix))
         groups.setdefault(tuple(m.name for m in ordered), []).append(domain)
-    models_by_name = {m.name: m for m in intent.models}
-    config = route_pb2.RouteConfiguration(name=ROUTE_CONFIG_NAME)
-    for model_names, domains in groups.items():
-        vhost = config.virtual_hosts.add(name="+".join(model_names), domains=domains)
-        for name in model_names:
-            model = models_by_name[name]
-            vhost.routes.extend(model_routes(model, _unready_of(model, unready)))
-    return config
+    return groups
+
+
+def prefix_map_entries(models: Sequence[Model]) -> list[tuple[str, Model, Model | None]]:
+    """``(key, model, fallback)`` per model of a shared virtual host, in key order.
+
+    ``prefix_match_map`` is a raw string match and, once it has picked the
+    longest key, never tries a shorter one, even when no route of the picked
+    list matches. So ``/ab`` picks the ``/a`` model's list, whose
+    ``path_separated_prefix: /a`` routes all miss. The right model for such a
+    request is the longest model prefix that ``/a`` lies under on a segment
+    boundary (``/`` here, or ``/x`` for ``/x/a``): its routes follow the
+    model's own in the list. One level is enough, because that model's default
+    route matches every path under it.
+    """
+    by_prefix: dict[str, Model] = {}
+    for model in models:  # longest first; an exact duplicate (the loader forbids it) is shadowed, as in a scan
+        by_prefix.setdefault(model.path_prefix, model)
+    out: list[tuple[str, Model, Model | None]] = []
+    for prefix, model in sorted(by_prefix.items()):
+        out.append((prefix, model, None if prefix == "/" else _enclosing(prefix, by_prefix)))
+    return out
+
+
+def _enclosing(prefix: str, by_prefix: dict[str, Model]) -> Model | None:
+    cut = prefix.rfind("/")
+    while cut > 0:
+        found = by_prefix.get(prefix[:cut])
+        if found is not None:
+            return found
+        cut = prefix.rfind("/", 0, cut)
+    return by_prefix.get("/")
+
+
+def virtual_host_routes(vhost: rc.VirtualHost) -> Iterator[rc.Route]:
+    """Every route of a virtual host, whether listed in ``routes`` or in the matcher's route lists."""
+    yield from vhost.routes
+    for on_match in vhost.matcher.matcher_tree.prefix_match_map.map.values():
+        route_list = rc.RouteList()
+        if on_match.action.typed_config.Unpack(route_list):
+            yield from route_list.routes
 
 
 def _unready_of(model: Model, unready: Container[str]) -> frozenset[str]:
@@ -112,7 +183,11 @@ def _match(
     headers: Iterable[rc.HeaderMatcher] = (),
     metadata: Iterable[metadata_pb2.MetadataMatcher] = (),
 ) -> rc.RouteMatch:
-    return rc.RouteMatch(prefix=model.path_prefix, headers=headers, dynamic_metadata=metadata)
+    if model.path_prefix == "/":  # path_separated_prefix cannot be "/" (it must not end in one)
+        return rc.RouteMatch(prefix="/", headers=headers, dynamic_metadata=metadata)
+    # Segment boundaries: "/sentiment" matches "/sentiment", "/sentiment/..." and "/sentiment?...",
+    # never "/sentimentfoo"; and prefix_rewrite then maps "/sentiment/x" to "<rewrite>/x" without "//".
+    return rc.RouteMatch(path_separated_prefix=model.path_prefix, headers=headers, dynamic_metadata=metadata)
 
 
 def _header(cond: HeaderCondition) -> rc.HeaderMatcher:

@@ -7,7 +7,8 @@ with thousands of models building protobuf messages in Python dominated
 * memoises per model (IR models are frozen and hashable), so an edit that
   touches one model of 1,000 re-translates one model;
 * writes the protobuf wire format for the high-volume, simple messages (Route,
-  ClusterLoadAssignment, the RouteConfiguration around them) by concatenation:
+  ClusterLoadAssignment, the RouteConfiguration around them, and the prefix
+  matcher of a shared virtual host with its RouteLists) by concatenation:
   a repeated or embedded field is just ``tag, length, bytes``, and encodings of
   a repeated field may be concatenated. Fields are emitted in field-number
   order, which is what deterministic serialisation does; irregular pieces
@@ -28,7 +29,10 @@ from typing import Generic, TypeVar
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
+from xds.core.v3 import extension_pb2
+from xds.type.matcher.v3 import matcher_pb2
 
 from control_plane.ir import (
     HeaderCondition,
@@ -109,6 +113,7 @@ _ROUTE_DIRECT = _key(_num(rc.Route, "direct_response"))
 _ROUTE_HEADERS_TO_ADD = _key(_num(rc.Route, "response_headers_to_add"))
 _ROUTE_NAME = _key(_num(rc.Route, "name"))
 _MATCH_PREFIX = _key(_num(rc.RouteMatch, "prefix"))
+_MATCH_SEPARATED_PREFIX = _key(_num(rc.RouteMatch, "path_separated_prefix"))
 _MATCH_HEADERS = _key(_num(rc.RouteMatch, "headers"))
 _MATCH_METADATA = _key(_num(rc.RouteMatch, "dynamic_metadata"))
 _ACTION_CLUSTER = _key(_num(rc.RouteAction, "cluster"))
@@ -121,6 +126,19 @@ _UINT32_VALUE = _key(1, 0)  # google.protobuf.UInt32Value.value, a varint
 _VHOST_NAME = _key(_num(rc.VirtualHost, "name"))
 _VHOST_DOMAINS = _key(_num(rc.VirtualHost, "domains"))
 _VHOST_ROUTES = _key(_num(rc.VirtualHost, "routes"))
+_VHOST_MATCHER = _key(_num(rc.VirtualHost, "matcher"))
+_MATCHER_TREE = _key(_num(matcher_pb2.Matcher, "matcher_tree"))
+_TREE_INPUT = _key(_num(matcher_pb2.Matcher.MatcherTree, "input"))
+_TREE_PREFIX_MAP = _key(_num(matcher_pb2.Matcher.MatcherTree, "prefix_match_map"))
+_MATCH_MAP = _key(_num(matcher_pb2.Matcher.MatcherTree.MatchMap, "map"))
+_MAP_KEY = _key(1)  # map entries are messages of key = 1, value = 2
+_MAP_VALUE = _key(2)
+_ON_MATCH_ACTION = _key(_num(matcher_pb2.Matcher.OnMatch, "action"))
+_EXTENSION_NAME = _key(_num(extension_pb2.TypedExtensionConfig, "name"))
+_EXTENSION_CONFIG = _key(_num(extension_pb2.TypedExtensionConfig, "typed_config"))
+_ANY_TYPE_URL = _key(_num(any_pb2.Any, "type_url"))
+_ANY_VALUE = _key(_num(any_pb2.Any, "value"))
+_ROUTE_LIST_ROUTES = _key(_num(rc.RouteList, "routes"))
 _RC_NAME = _key(1)  # RouteConfiguration.name
 _RC_VHOSTS = _key(2)  # RouteConfiguration.virtual_hosts
 _CLA_NAME = _key(1)  # ClusterLoadAssignment.cluster_name
@@ -204,13 +222,13 @@ _BODY_PIN_OFF = _ser(rc.Route(typed_per_filter_config={BODY_PIN_FILTER: _routes.
 
 
 def _route(match: bytes, name: str, action: bytes = b"", direct: bytes = b"", per_filter: bytes = b"") -> bytes:
-    """One Route, already wrapped as a VirtualHost.routes element."""
+    """One Route's fields, not yet wrapped as a VirtualHost or RouteList element."""
     body = _field(_ROUTE_MATCH, match)
     if action:
         body += _field(_ROUTE_ACTION, action)
     if direct:
         body += _field(_ROUTE_DIRECT, direct) + _JSON_CONTENT_TYPE
-    return _field(_VHOST_ROUTES, body + per_filter + _text(_ROUTE_NAME, name))
+    return body + per_filter + _text(_ROUTE_NAME, name)
 
 
 class _ModelRoutes:
@@ -219,7 +237,12 @@ class _ModelRoutes:
     def __init__(self, model: Model, unready_versions: frozenset[str]) -> None:
         self.model = model
         self.unready = unready_versions
-        self.prefix = _text(_MATCH_PREFIX, model.path_prefix)
+        # RouteMatch fields go out in number order: prefix (1) before the header (6) and
+        # metadata (13) conditions, path_separated_prefix (14) after them.
+        if model.path_prefix == "/":
+            self.lead, self.tail = _text(_MATCH_PREFIX, "/"), b""
+        else:
+            self.lead, self.tail = b"", _text(_MATCH_SEPARATED_PREFIX, model.path_prefix)
         self.base = _base_bytes(model.timeout_ms, model.rewrite_prefix, model.retry)
         pin = model.pinning
         self.per_filter = _BODY_PIN_OFF if pin is None or pin.body_field is None else b""
@@ -268,31 +291,36 @@ class _ModelRoutes:
                 out += _field(_ACTION_MIRRORS, policy.SerializeToString(deterministic=True))
         return out
 
-    def build(self) -> bytes:
-        model, prefix, out = self.model, self.prefix, b""
+    def match(self, conditions: bytes = b"") -> bytes:
+        return self.lead + conditions + self.tail
+
+    def build(self) -> list[bytes]:
+        model, out = self.model, []
         pin = model.pinning
         if pin is not None and pin.header is not None:
             for version in model.versions:
                 header = _pin_header_bytes(pin.header, version.name)
-                match = prefix + _field(_MATCH_HEADERS, header)
-                out += self.pinned(f"pin-header/{version.name}", match, version.name)
+                match = self.match(_field(_MATCH_HEADERS, header))
+                out.append(self.pinned(f"pin-header/{version.name}", match, version.name))
             present = _pin_header_bytes(pin.header, None)
-            out += self.unknown("pin-header/unknown", prefix + _field(_MATCH_HEADERS, present))
+            out.append(self.unknown("pin-header/unknown", self.match(_field(_MATCH_HEADERS, present))))
         if pin is not None and pin.body_field is not None:
             key = body_pin_key(pin.body_field)
             for version in model.versions:
-                match = prefix + _field(_MATCH_METADATA, _metadata_bytes(key, version.name))
-                out += self.pinned(f"pin-body/{version.name}", match, version.name)
-            out += self.unknown("pin-body/unknown", prefix + _field(_MATCH_METADATA, _metadata_bytes(key, None)))
+                match = self.match(_field(_MATCH_METADATA, _metadata_bytes(key, version.name)))
+                out.append(self.pinned(f"pin-body/{version.name}", match, version.name))
+            absent = self.match(_field(_MATCH_METADATA, _metadata_bytes(key, None)))
+            out.append(self.unknown("pin-body/unknown", absent))
         for rule in model.rules:
-            match = prefix + b"".join(_field(_MATCH_HEADERS, _header_bytes(h)) for h in rule.headers)
+            conditions = b"".join(_field(_MATCH_HEADERS, _header_bytes(h)) for h in rule.headers)
             length = _routes.content_length_matcher(rule)
             if length is not None:
-                match += _field(_MATCH_HEADERS, _ser(length))
+                conditions += _field(_MATCH_HEADERS, _ser(length))
             action = self.action(rule.split, rule.mirrors)
-            out += _route(match, f"{model.name}/rule/{rule.name}", action=action, per_filter=self.per_filter)
+            name = f"{model.name}/rule/{rule.name}"
+            out.append(_route(self.match(conditions), name, action=action, per_filter=self.per_filter))
         action = self.action(model.split, model.mirrors)
-        out += _route(prefix, f"{model.name}/default", action=action, per_filter=self.per_filter)
+        out.append(_route(self.match(), f"{model.name}/default", action=action, per_filter=self.per_filter))
         return out
 
 
@@ -324,17 +352,41 @@ class _IdentityMemo(Generic[K, V]):
         self._items.clear()
 
 
-_ROUTES: _IdentityMemo[Model, tuple[bytes, frozenset[str]]] = _IdentityMemo(2 * _MEMO)
+class EncodedRoutes:
+    """One model's routes, encoded for either place a route list lives, and the clusters they use."""
+
+    __slots__ = ("_in_list", "_in_vhost", "bodies", "targets")
+
+    def __init__(self, bodies: list[bytes], targets: frozenset[str]) -> None:
+        self.bodies = bodies
+        self.targets = targets
+        self._in_vhost: bytes | None = None
+        self._in_list: bytes | None = None
+
+    def in_vhost(self) -> bytes:
+        """As ``VirtualHost.routes`` fields (a model with a host of its own)."""
+        if self._in_vhost is None:
+            self._in_vhost = b"".join(_field(_VHOST_ROUTES, body) for body in self.bodies)
+        return self._in_vhost
+
+    def in_list(self) -> bytes:
+        """As ``RouteList.routes`` fields (a model in a shared host's prefix matcher)."""
+        if self._in_list is None:
+            self._in_list = b"".join(_field(_ROUTE_LIST_ROUTES, body) for body in self.bodies)
+        return self._in_list
 
 
-def model_route_bytes(model: Model, unready_versions: frozenset[str]) -> tuple[bytes, frozenset[str]]:
-    """One model's routes as encoded ``VirtualHost.routes`` fields, and the clusters they use."""
+_ROUTES: _IdentityMemo[Model, EncodedRoutes] = _IdentityMemo(2 * _MEMO)
+
+
+def model_route_bytes(model: Model, unready_versions: frozenset[str]) -> EncodedRoutes:
+    """One model's routes (memoised: an edit usually touches one model of many)."""
     found = _ROUTES.get(model, unready_versions)
     if found is not None:
         return found
     builder = _ModelRoutes(model, unready_versions)
-    encoded = builder.build()
-    return _ROUTES.put(model, unready_versions, (encoded, frozenset(builder.targets)))
+    bodies = builder.build()
+    return _ROUTES.put(model, unready_versions, EncodedRoutes(bodies, frozenset(builder.targets)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,25 +488,66 @@ def serialize(intent: RoutingIntent, unready: frozenset[str] = frozenset()) -> S
 
 
 def _route_configuration(intent: RoutingIntent, unready: frozenset[str]) -> tuple[bytes, frozenset[str]]:
-    # Same grouping as routes.route_configuration: one virtual host per set of models sharing domains.
-    by_domain: dict[str, list[Model]] = {}
-    for model in intent.models:
-        for host in model.hosts:
-            by_domain.setdefault(host, []).append(model)
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for domain, models in by_domain.items():
-        ordered = sorted(models, key=lambda m: -len(m.path_prefix))
-        groups.setdefault(tuple(m.name for m in ordered), []).append(domain)
+    # Same layout as routes.route_configuration: one virtual host per set of models sharing
+    # domains; plain routes for one model, a path-prefix matcher for several.
     models_by_name = {m.name: m for m in intent.models}
     out = [_text(_RC_NAME, ROUTE_CONFIG_NAME)]
     targets: set[str] = set()
-    for names, domains in groups.items():
+
+    def encoded(model: Model) -> EncodedRoutes:
+        routes = model_route_bytes(model, _unready_of(model, unready))
+        targets.update(routes.targets)
+        return routes
+
+    for names, domains in _routes.virtual_host_groups(intent.models).items():
         parts = [_text(_VHOST_NAME, "+".join(names))]
         parts.extend(_text(_VHOST_DOMAINS, d) for d in domains)
-        for name in names:
-            model = models_by_name[name]
-            encoded, used = model_route_bytes(model, _unready_of(model, unready))
-            parts.append(encoded)
-            targets.update(used)
+        models = [models_by_name[name] for name in names]
+        if len(models) == 1:
+            parts.append(encoded(models[0]).in_vhost())
+        else:
+            entries = []
+            for key, model, fallback in sorted(_routes.prefix_map_entries(models), key=lambda e: _map_order(e[0])):
+                route_list = encoded(model).in_list()
+                if fallback is not None:
+                    route_list += encoded(fallback).in_list()
+                entries.append(
+                    _field(_MATCH_MAP, _text(_MAP_KEY, key) + _field(_MAP_VALUE, _on_match(model, route_list)))
+                )
+            tree = _PATH_INPUT + _field(_TREE_PREFIX_MAP, b"".join(entries))
+            parts.append(_field(_VHOST_MATCHER, _field(_MATCHER_TREE, tree)))
         out.append(_field(_RC_VHOSTS, b"".join(parts)))
     return b"".join(out), frozenset(targets)
+
+
+def _map_order(key: str) -> bytes:
+    """Where deterministic serialisation puts a string map key.
+
+    upb compares the common length bytewise and, when one key is a prefix of
+    the other, puts the longer first ("/a/b", "/aa", "/a", "/"): the same as
+    comparing the UTF-8 with a 0xff byte (never in UTF-8) appended.
+    ``_check_map_order`` verifies this against protobuf at import.
+    """
+    return key.encode() + b"\xff"
+
+
+def _check_map_order() -> None:
+    probe = ["/", "/a", "/a/b", "/aa", "/ab", "/b", "//", "/~", "/\u00e9", "/a-b"]
+    entries = matcher_pb2.Matcher.MatcherTree.MatchMap(map={k: matcher_pb2.Matcher.OnMatch() for k in probe})
+    encoded = _ser(entries)
+    expected = b"".join(
+        _field(_MATCH_MAP, _text(_MAP_KEY, k) + _field(_MAP_VALUE, b"")) for k in sorted(probe, key=_map_order)
+    )
+    if encoded != expected:  # pragma: no cover - only if protobuf changes how it orders map keys
+        raise RuntimeError("protobuf's deterministic map order is not the one _map_order assumes")
+
+
+_check_map_order()
+_PATH_INPUT = _field(_TREE_INPUT, _ser(_routes.PATH_INPUT))
+_ROUTE_LIST_TYPE_URL = _text(_ANY_TYPE_URL, _routes.ROUTE_LIST_TYPE)
+
+
+def _on_match(model: Model, route_list: bytes) -> bytes:
+    """An OnMatch whose action is the RouteList ``route_list`` (encoded RouteList.routes fields)."""
+    packed = _ROUTE_LIST_TYPE_URL + _field(_ANY_VALUE, route_list)
+    return _field(_ON_MATCH_ACTION, _text(_EXTENSION_NAME, model.name) + _field(_EXTENSION_CONFIG, packed))

@@ -20,6 +20,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf.message import Message
 
 from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER, Resources
+from control_plane.translate.routes import virtual_host_routes
 from control_plane.translate.serialized import SerializedResources
 
 
@@ -162,7 +163,7 @@ def _check_names(
 def route_targets(config: route_pb2.RouteConfiguration) -> set[str]:
     names: set[str] = set()
     for vhost in config.virtual_hosts:
-        for route in vhost.routes:
+        for route in virtual_host_routes(vhost):
             if not route.HasField("route"):
                 continue
             action = route.route

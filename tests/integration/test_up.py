@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,13 +37,21 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def switchyard(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "control_plane", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def test_up_runs_the_system_recovers_a_replica_and_stops_cleanly(tmp_path: Path, model_store: Path) -> None:
+    policies = tmp_path / "policies"  # a copy: the test shifts traffic, which writes the file back
+    shutil.copytree(REPO / "policies", policies)
     state = tmp_path / "state"
     port, admin_port = free_port(), free_port()
     log = tmp_path / "up.log"
     args = [
         sys.executable, "-m", "control_plane", "up",
-        "--policies", str(REPO / "policies"),
+        "--policies", str(policies),
         "--state-dir", str(state),
         "--model-store", str(model_store),
         "--port", str(port),
@@ -53,6 +62,7 @@ def test_up_runs_the_system_recovers_a_replica_and_stops_cleanly(tmp_path: Path,
     with log.open("wb") as out:
         up = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     try:
+
         def ready() -> bool:
             assert up.poll() is None, f"`switchyard up` exited early:\n{log.read_text()[-3000:]}"
             return "everything is ready" in log.read_text()
@@ -70,6 +80,20 @@ def test_up_runs_the_system_recovers_a_replica_and_stops_cleanly(tmp_path: Path,
         assert premium.json()["model_version"] == "sentiment-v4-large"
         pinned = httpx.post(url, json={"text": "great", "model_version": "sentiment-v5"}, timeout=10)
         assert pinned.json()["model_version"] == "sentiment-v5"
+
+        # `traffic` shows where requests go, and a `shift` taking effect.
+        target = f"http://127.0.0.1:{port}"
+        before = switchyard("traffic", "--url", target, "--rps", "25", "--duration", "3", "--pin", "")
+        assert before.returncode == 0, before.stderr
+        assert "sentiment-v3" in before.stdout
+        assert "sentiment-v4-large" in before.stdout  # premium users and long inputs
+        admin = f"http://127.0.0.1:{admin_port}"
+        shifted = switchyard("shift", "sentiment", "sentiment-v3=0", "sentiment-v4=100", "--url", admin)
+        assert shifted.returncode == 0, shifted.stderr
+        assert "sentiment-v4: 100" in (policies / "sentiment.yaml").read_text()
+        after = switchyard("traffic", "--url", target, "--rps", "25", "--duration", "3", "--pin", "")
+        plain_versions = {line.split()[0] for line in after.stdout.splitlines() if line.startswith("sentiment-")}
+        assert plain_versions <= {"sentiment-v4", "sentiment-v4-large"}, after.stdout
 
         # Kill one replica: `up` reports it and starts it again on the same port.
         overrides = yaml.safe_load((state / "overrides.yaml").read_text())

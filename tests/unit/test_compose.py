@@ -27,6 +27,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from control_plane.auth import load_tokens
 from control_plane.bootstrap import bootstrap_yaml
 from control_plane.envoy_binary import envoy_binary
 from control_plane.local import commands
@@ -303,8 +304,12 @@ def test_control_plane_runs_the_command_up_runs(compose: dict[str, Any]) -> None
         xds_port=XDS_PORT,
         admin_address="0.0.0.0",
         admin_port=ADMIN_PORT,
+        tokens="/run/secrets/admin-tokens",
     )
     assert service_process(compose, "control-plane") == expected
+    assert compose["services"]["control-plane"]["secrets"] == ["admin-tokens"]
+    tokens_file = compose["secrets"]["admin-tokens"]["file"].split(":-", 1)[1].rstrip("}")
+    assert load_tokens(ROOT / tokens_file)  # the example tokens file exists and is valid
     # `docker run` without arguments runs the same.
     entrypoint, cmd = image_process(ROOT / "control_plane" / "Dockerfile")
     assert [*(entrypoint or []), *(cmd or [])] == expected

@@ -215,6 +215,21 @@ INVALID = [
         "p.yaml:10: spec.path_prefix: String should match pattern",
     ),
     (
+        "path-prefix-trailing-slash",
+        with_spec("path_prefix: /models/sentiment/"),
+        "p.yaml:10: spec.path_prefix: '/models/sentiment/' must not end with '/': write '/models/sentiment'",
+    ),
+    (
+        "path-prefix-only-slashes",
+        with_spec("path_prefix: //"),
+        "p.yaml:10: spec.path_prefix: '//' must not end with '/': write '/'",
+    ),
+    (
+        "path-prefix-query",
+        with_spec('path_prefix: "/models?v=1"'),
+        "p.yaml:10: spec.path_prefix: '/models?v=1' must not contain '?' or '#'",
+    ),
+    (
         "gateway-bad-port",
         "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {port: 70000}\n",
         "p.yaml:4: spec.port: must be <= 65535 (got 70000)",
