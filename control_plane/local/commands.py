@@ -53,6 +53,7 @@ def control_plane(
     admin_port: int,
     overrides: str | Path | None = None,
     tokens: str | Path | None = None,
+    state_dir: str | Path | None = None,
 ) -> list[str]:
     args = [
         python, "-m", "control_plane", "serve",
@@ -66,6 +67,8 @@ def control_plane(
         args += ["--overrides", str(overrides)]
     if tokens is not None:  # required whenever the admin API listens beyond loopback
         args += ["--tokens", str(tokens)]
+    if state_dir is not None:
+        args += ["--state-dir", str(state_dir)]
     return args
 
 

@@ -165,6 +165,7 @@ class LocalStack:
                 admin_address="127.0.0.1",
                 admin_port=a.admin_port,
                 overrides=overrides,
+                state_dir=self.state / "control-plane",  # history and audit log of this local run
             ),
         )
         specs = {(f.value.metadata.name, v): s for f in policies.fleets for v, s in f.value.spec.versions.items()}
