@@ -7,10 +7,12 @@ header rule (four routes per model):
 * by host: model ``h<i>`` has host ``h<i>.bench``. The translator gives each
   its own virtual host, which Envoy finds by a hash lookup on the Host header;
   first and last should cost the same.
-* by path prefix: model ``p<i>`` has prefix ``/p<i>/`` (zero-padded, so all
-  prefixes have the same length and keep declaration order) on the single host
-  ``paths.bench``. All 4,000 routes share one virtual host, which Envoy scans
-  in order: the last model's default route is route number 4,000.
+* by path prefix: model ``p<i>`` has prefix ``/p<i>`` (zero-padded, so all
+  prefixes have the same length) on the single host ``paths.bench``. The
+  translator gives that virtual host a prefix matcher on ``:path`` with one
+  route list per model, so Envoy looks the model up in a prefix tree instead
+  of scanning 4,000 routes (with plain routes, the last model's default route
+  was route number 4,000: +0.30 ms p50 and 0.32x throughput, see README).
 
 Arms are interleaved over rounds; latencies are from the open-loop client
 (``bench/loadgen.py``), medians over rounds; throughput from ``wrk`` if present.
@@ -100,7 +102,7 @@ def main() -> None:
             f"spec: {{address: 127.0.0.1, port: {listener}}}\n"
         ]
         docs += [model(f"h{i:0{width}d}", f"h{i:0{width}d}.bench", "/", upstream_port) for i in range(n)]
-        docs += [model(f"p{i:0{width}d}", "paths.bench", f"/p{i:0{width}d}/", upstream_port) for i in range(n)]
+        docs += [model(f"p{i:0{width}d}", "paths.bench", f"/p{i:0{width}d}", upstream_port) for i in range(n)]
         (policies / "fleet.yaml").write_text("---\n".join(docs))
         control_plane = ControlPlaneProcess(policies, work)
         started.append(control_plane)

@@ -176,6 +176,49 @@ class SlowStartSpec(Strict):
     window: DurationMs = 10_000
 
 
+class CanarySpec(Strict):
+    """A progressive rollout of ``candidate`` against ``baseline``, gated on Envoy's statistics.
+
+    The steps are the candidate's share of the default split; after the last one
+    passes, the candidate gets 100%. ``steps`` or ``step_size`` (+ ``max_weight``).
+    """
+
+    candidate: Name
+    baseline: Name | None = None  # None: the version with the most traffic when the rollout starts
+    steps: list[Annotated[int, Field(strict=True, ge=1, le=100)]] | None = Field(default=None, min_length=1)
+    step_size: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None
+    max_weight: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None
+    interval: DurationMs = 60_000
+    max_error_rate: Annotated[float, Field(strict=True, ge=0, le=1)] = 0.01  # 5xx share, 0..1
+    max_p99_latency: DurationMs | None = None  # absolute
+    max_p99_ratio: Annotated[float, Field(strict=True, gt=0)] | None = None  # relative to the baseline's p99
+    min_requests: Count = 20  # per interval; fewer is a failed check, never a pass
+    failure_threshold: Count = 2  # consecutive failed checks that roll back
+    progress_deadline: DurationMs = 600_000  # longest a step may go without advancing
+    pause_deadline: DurationMs = 3_600_000  # a pause longer than this returns traffic to the baseline
+
+    @model_validator(mode="after")
+    def _steps(self) -> CanarySpec:
+        if (self.steps is None) == (self.step_size is None):
+            raise ValueError("a canary sets exactly one of steps (a list of weights) or step_size")
+        if self.max_weight is not None and self.step_size is None:
+            raise ValueError("max_weight goes with step_size; with steps, the last step is the maximum")
+        if self.steps is not None and any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(f"steps must increase strictly (got {self.steps})")
+        if self.interval < 500:
+            raise ValueError(f"interval must be at least 500ms (got {self.interval}ms)")
+        if self.candidate == self.baseline:
+            raise ValueError(f"candidate and baseline are both {self.candidate!r}")
+        return self
+
+    def weights(self) -> list[int]:
+        """The candidate's weight at each step (the last may be below 100: promotion follows)."""
+        if self.steps is not None:
+            return list(self.steps)
+        size, top = self.step_size or 100, self.max_weight or 100
+        return [*range(size, top, size), top]
+
+
 def _check_domain(value: str) -> str:
     if value != "*" and not re.match(r"^(\*[.-])?[A-Za-z0-9.-]+(:\d+)?$|^[A-Za-z0-9.-]+[.-]\*$", value):
         raise ValueError(f"{value!r} is not a host name, '*', or a '*.'/'-*' wildcard")
@@ -210,6 +253,7 @@ class ModelRouteSpec(Strict):
     health_check: HealthCheckSpec | None = None
     outlier_detection: OutlierDetectionSpec | None = None
     slow_start: SlowStartSpec | None = Field(default_factory=SlowStartSpec)
+    canary: CanarySpec | None = None
 
 
 class ModelRoute(Strict):

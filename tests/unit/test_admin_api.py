@@ -465,7 +465,9 @@ async def test_validate_a_change_diffs_envoy_resources_and_applies_nothing(env: 
     assert result["valid"] is True
     (change,) = result["diff"]
     assert change["type"] == "RouteConfiguration" and change["op"] == "changed"
-    assert '-                  "weight": 90' in change["diff"] and '+                  "weight": 50' in change["diff"]
+    # Indentation-agnostic: how deep the routes sit depends on the route layout (plain or matcher).
+    lines = [line.replace(" ", "") for line in change["diff"].splitlines()]
+    assert '-"weight":90' in lines and '+"weight":50' in lines
     assert env.file.read_text() == POLICY and env.cache.current.version == before  # type: ignore[union-attr]
     assert env.audit() == []  # a dry run is not a change
     bad = {"change": {"action": "shift", "model": "sentiment", "weights": {"sentiment-v3": 50}}}
