@@ -76,9 +76,7 @@ def bench_texts(store: Path, count: int = 64, tokens: int = 32) -> list[str]:
 # -- model-level ceiling ------------------------------------------------------------
 
 
-def model_ceiling(
-    model_dir: Path, texts: list[str], batch_sizes: list[int], seconds: float
-) -> dict[int, float]:
+def model_ceiling(model_dir: Path, texts: list[str], batch_sizes: list[int], seconds: float) -> dict[int, float]:
     """Items per second of handler.predict at each batch size (no HTTP)."""
     import torch
 
@@ -146,8 +144,7 @@ class Server:
 
 def _post(path: str, body: bytes) -> bytes:
     head = (
-        f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
@@ -186,9 +183,7 @@ class LoadResult:
     p95_ms: float
 
 
-async def _load(
-    port: int, requests: list[bytes], concurrency: int, warmup_s: float, seconds: float
-) -> LoadResult:
+async def _load(port: int, requests: list[bytes], concurrency: int, warmup_s: float, seconds: float) -> LoadResult:
     latencies: list[float] = []
     errors = 0
     start = time.perf_counter()
@@ -231,9 +226,7 @@ async def _load(
     )
 
 
-def run_load(
-    port: int, requests: list[bytes], concurrency: int, warmup_s: float, seconds: float
-) -> LoadResult:
+def run_load(port: int, requests: list[bytes], concurrency: int, warmup_s: float, seconds: float) -> LoadResult:
     return asyncio.run(_load(port, requests, concurrency, warmup_s, seconds))
 
 
@@ -349,9 +342,7 @@ def main() -> int:
                     print(f"{version} {arm} c={c}...", file=sys.stderr)
                     rows[arm][c] = run_load(server.port, requests, c, args.warmup, args.duration)
             c = max(args.concurrency)
-            http_ceiling = run_load(
-                servers["batched"].port, [_get("/v2/health/live")], c, args.warmup, args.duration
-            )
+            http_ceiling = run_load(servers["batched"].port, [_get("/v2/health/live")], c, args.warmup, args.duration)
         finally:
             for server in servers.values():
                 server.stop()

@@ -9,6 +9,7 @@ import yaml
 
 from control_plane.translate.names import XDS_CLUSTER_NAME
 
+ADMIN_URL_KEY = "switchyard.admin_url"
 _HTTP_OPTIONS_TYPE = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
@@ -21,15 +22,30 @@ def bootstrap(
     node_id: str = "switchyard-envoy",
     node_cluster: str = "switchyard",
     delta: bool = False,
+    admin_url: str | None = None,
 ) -> dict[str, Any]:
+    """The bootstrap; ``admin_url`` is how the control plane reaches this Envoy's admin
+    endpoint for canary statistics (default: derived from ``admin_address`` unless that
+    is a wildcard, which says nothing about how others reach it)."""
     ads: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
     try:
         ipaddress.ip_address(xds_host)
         discovery = "STATIC"
     except ValueError:
         discovery = "STRICT_DNS"  # e.g. "control-plane" in docker-compose
+    if admin_url is None and not _wildcard(admin_address):
+        host = f"[{admin_address}]" if ":" in admin_address else admin_address
+        admin_url = f"http://{host}:{admin_port}"
+    node: dict[str, Any] = {"id": node_id, "cluster": node_cluster}
+    if admin_url is not None:
+        # Sent to the control plane on the ADS stream: the rollout runner reads each
+        # connected Envoy's per-cluster statistics from here (control_plane/rollout/metrics.py).
+        node["metadata"] = {ADMIN_URL_KEY: admin_url}
     return {
-        "node": {"id": node_id, "cluster": node_cluster},
+        "node": node,
+        # Merge histograms when the admin endpoint is read, not only every 5 s: canary
+        # checks compute p99 from cumulative bucket deltas at each interval's end.
+        "stats_flush_on_admin": True,
         "admin": {"address": {"socket_address": {"address": admin_address, "port_value": admin_port}}},
         "dynamic_resources": {
             "ads_config": {
@@ -86,6 +102,13 @@ def bootstrap(
         # The admin layer lets operators override mirror fractions at runtime if they must.
         "layered_runtime": {"layers": [{"name": "static", "static_layer": {}}, {"name": "admin", "admin_layer": {}}]},
     }
+
+
+def _wildcard(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False  # a host name: reachable as given
 
 
 def bootstrap_yaml(xds_host: str, xds_port: int, **options: Any) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from control_plane import cli_admin
+from control_plane import cli_admin, cli_jobs, cli_rollout
 from control_plane.bootstrap import bootstrap_yaml
 from control_plane.local import traffic as local_traffic
 from control_plane.local import up as local_up
@@ -66,6 +66,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             admin_address=args.admin_address,
             node_id=args.node_id,
             delta=args.delta,
+            admin_url=args.admin_url,
         ),
         end="",
     )
@@ -95,6 +96,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides=overrides,
         tokens=Path(args.tokens) if args.tokens else None,
         state_dir=Path(args.state_dir) if args.state_dir else None,
+        envoy_admin=tuple(args.envoy_admin or ()),
+        shadow_inputs=not args.shadow_no_inputs,
     )
     return asyncio.run(serve(options))
 
@@ -104,6 +107,8 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParse
     local_up.register,
     local_traffic.register,
     cli_admin.register,
+    cli_rollout.register,
+    cli_jobs.register,
 ]
 
 
@@ -126,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-address", default="127.0.0.1", help="Envoy admin listener (0.0.0.0 in containers)")
     p.add_argument("--node-id", default="switchyard-envoy")
     p.add_argument("--delta", action="store_true", help="incremental (delta) ADS instead of state of the world")
+    p.add_argument(
+        "--admin-url",
+        help="how the control plane reaches this Envoy's admin endpoint for canary statistics"
+        " (default: http://ADMIN-ADDRESS:ADMIN-PORT unless the address is a wildcard)",
+    )
     p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("serve", help="run the control plane")
@@ -148,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--state-dir", metavar="DIR", help="where history and the audit log live (default: <policies>/.switchyard)"
+    )
+    p.add_argument(
+        "--envoy-admin",
+        action="append",
+        metavar="URL",
+        help="an Envoy admin URL to read canary statistics from (repeatable); Envoys bootstrapped by"
+        " `switchyard bootstrap` announce theirs in their node metadata",
+    )
+    p.add_argument(
+        "--shadow-no-inputs", action="store_true", help="keep no inputs in shadow disagreement samples (privacy)"
     )
     p.set_defaults(func=cmd_serve)
 

@@ -93,6 +93,23 @@ class OutlierDetection:
 
 
 @dataclass(frozen=True, slots=True)
+class Canary:
+    """How to roll ``candidate`` out; the rollout runner, not the translator, acts on it."""
+
+    candidate: str
+    baseline: str | None
+    weights: tuple[int, ...]  # the candidate's share at each step
+    interval_ms: int
+    max_error_rate: float
+    max_p99_ms: int | None
+    max_p99_ratio: float | None
+    min_requests: int
+    failure_threshold: int
+    progress_deadline_ms: int
+    pause_deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Model:
     name: str
     hosts: tuple[str, ...]
@@ -109,6 +126,7 @@ class Model:
     health_check: HealthCheck | None
     outlier_detection: OutlierDetection | None
     slow_start_ms: int | None
+    canary: Canary | None = None
 
     def version(self, name: str) -> Version:
         for version in self.versions:

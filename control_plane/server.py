@@ -25,6 +25,7 @@ from control_plane.health import HealthProber
 from control_plane.history import History, default_state_dir
 from control_plane.policy.compile import LocalOverrides
 from control_plane.policy.endpoints import parse_endpoint
+from control_plane.rollout.runner import RolloutRunner
 from control_plane.watcher import watch_policies
 from control_plane.xds import server as ads
 from control_plane.xds.cache import SnapshotCache
@@ -52,6 +53,10 @@ class ServeOptions:
     tokens: Path | None = None  # admin API bearer tokens; None: unauthenticated, loopback only
     state_dir: Path | None = None  # history and audit log; None: <policies>/.switchyard
     overrides: LocalOverrides | None = None  # `switchyard up`: its listener and replicas
+    # Envoy admin URLs to read canary statistics from, besides those connected Envoys
+    # announce in their node metadata (an Envoy whose admin listens on 0.0.0.0 cannot).
+    envoy_admin: tuple[str, ...] = ()
+    shadow_inputs: bool = True  # keep the inputs of shadow disagreements in the report
 
 
 class _OverridesFile(pydantic.BaseModel):
@@ -110,17 +115,22 @@ async def serve(options: ServeOptions) -> int:
     await grpc_server.start()
     log.info("xDS (ADS) listening on %s:%d", options.xds_address, options.xds_port)
 
+    app = create_app(
+        controller,
+        cache,
+        nodes,
+        prober,
+        changes=changes,
+        audit_log=AuditLog(state_dir / "audit.jsonl"),
+        authenticator=authenticator,
+        state_dir=state_dir,
+        envoy_admin=options.envoy_admin,
+        shadow_inputs=options.shadow_inputs,
+    )
+    rollouts: RolloutRunner = app.state.rollouts  # resumes rollouts persisted in state_dir
     admin = _EmbeddedUvicorn(
         uvicorn.Config(
-            create_app(
-                controller,
-                cache,
-                nodes,
-                prober,
-                changes=changes,
-                audit_log=AuditLog(state_dir / "audit.jsonl"),
-                authenticator=authenticator,
-            ),
+            app,
             host=options.admin_address,
             port=options.admin_port,
             log_level="warning",
@@ -135,7 +145,11 @@ async def serve(options: ServeOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(admin.serve()), asyncio.create_task(prober.run())]
+    tasks = [
+        asyncio.create_task(admin.serve()),
+        asyncio.create_task(prober.run()),
+        asyncio.create_task(rollouts.run()),
+    ]
     if options.watch:
         tasks.append(asyncio.create_task(watch_policies(options.policies, on_policy_change)))
     log.info("admin API on http://%s:%d", options.admin_address, options.admin_port)
@@ -148,4 +162,5 @@ async def serve(options: ServeOptions) -> int:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await rollouts.close()
     return 0

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from model_services import __version__
+from model_services import __version__, shadow_report
 from model_services.batcher import BatcherError, QueueFull
 from model_services.metrics import CONTENT_TYPE
 from model_services.middleware import ServiceMiddleware
@@ -164,6 +164,9 @@ async def predict(body: PredictRequest, request: Request) -> PredictResponse:
     _check_texts(service, [body.text], field="text")
     (pred,) = await _predict(request, [body.text])
     service.metrics.request("predict", "ok", _elapsed(request))
+    shadow_report.report(
+        request, label=pred.label, confidence=pred.confidence, latency_ms=_latency_ms(request), text=body.text
+    )
     return PredictResponse(
         label=pred.label,
         confidence=pred.confidence,
@@ -282,9 +285,7 @@ async def infer(body: InferRequest, request: Request, name: str, version: str | 
     n, k = len(preds), len(service.labels)
     outputs = {
         "label": InferOutput(name="label", shape=[n], datatype="BYTES", data=[p.label for p in preds]),
-        "confidence": InferOutput(
-            name="confidence", shape=[n], datatype="FP32", data=[p.confidence for p in preds]
-        ),
+        "confidence": InferOutput(name="confidence", shape=[n], datatype="FP32", data=[p.confidence for p in preds]),
         "probabilities": InferOutput(
             name="probabilities",
             shape=[n, k],
@@ -303,22 +304,26 @@ async def infer(body: InferRequest, request: Request, name: str, version: str | 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
+    jobs = getattr(request.app.state, "jobs", None)
+    if jobs is not None:
+        await jobs.refresh_metrics()
     return Response(_service(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
-@router.get("/admin/fault")
+# Without a match set, the answer keeps its original two fields.
+@router.get("/admin/fault", response_model_exclude_none=True)
 async def get_fault(request: Request) -> FaultResponse:
     fault = _service(request).fault
-    return FaultResponse(error_rate=fault.error_rate, latency_ms=fault.latency_ms)
+    return FaultResponse(error_rate=fault.error_rate, latency_ms=fault.latency_ms, match=fault.match)
 
 
-@router.post("/admin/fault")
+@router.post("/admin/fault", response_model_exclude_none=True)
 async def set_fault(body: FaultRequest, request: Request) -> FaultResponse:
     """Fault injection for rollback drills: answer 500 to this share of predictions
     and/or add latency to each. ``{"error_rate": 0}`` turns it off."""
     fault = _service(request).fault
-    fault.error_rate, fault.latency_ms = body.error_rate, body.latency_ms
-    return FaultResponse(error_rate=fault.error_rate, latency_ms=fault.latency_ms)
+    fault.error_rate, fault.latency_ms, fault.match = body.error_rate, body.latency_ms, body.match
+    return FaultResponse(error_rate=fault.error_rate, latency_ms=fault.latency_ms, match=fault.match)
 
 
 # -- errors -------------------------------------------------------------------
@@ -328,6 +333,8 @@ def _error(request: Request, status: int, code: str, message: str, **headers: st
     endpoint = _endpoint(request.url.path)
     if endpoint is not None:
         _service(request).metrics.request(endpoint, code)
+    if endpoint == "predict":
+        shadow_report.report(request, label=None, confidence=None, latency_ms=_latency_ms(request), error=code)
     return JSONResponse({"error": message, "code": code}, status_code=status, headers=headers)
 
 
@@ -377,13 +384,30 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(service: ModelService) -> FastAPI:
+    # Imported here: the jobs package builds on this module's helpers.
+    from model_services.jobs.api import router as jobs_router
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        if app.state.shadow_reporter is not None:
+            app.state.shadow_reporter.start()
+        jobs = None
+        if service.config.redis_url is not None:
+            from model_services.jobs.system import JobSystem
+
+            jobs = JobSystem(service, service.config.redis_url, service.config.jobs)
+            jobs.start()
+        app.state.jobs = jobs
         try:
             yield
         finally:
+            # Jobs first: in-flight ones still need the batcher to finish and be stored.
+            if jobs is not None:
+                await jobs.stop()
             await service.stop()
+            if app.state.shadow_reporter is not None:
+                await app.state.shadow_reporter.stop()
 
     app = FastAPI(
         title=f"Switchyard model service: {service.name} {service.version}",
@@ -391,7 +415,12 @@ def create_app(service: ModelService) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.shadow_reporter = shadow_report.reporter_for(
+        service.config.report_url, model=service.name, version=service.version, inputs=service.config.report_inputs
+    )
+    app.state.jobs = None
     app.include_router(router)
+    app.include_router(jobs_router)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(BatcherError, _on_batcher_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

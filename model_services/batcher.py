@@ -14,6 +14,10 @@ Policy (the same knobs as Triton's dynamic batcher, plus an adaptive rule):
 * Every request carries a deadline. One whose deadline passes while queued is
   answered ``DeadlineExceeded`` and never computed. A full queue refuses new work
   at once (``QueueFull``) instead of growing latency without bound.
+* Two priorities. ``LIVE`` items (HTTP requests someone waits on) always go
+  first; ``BACKGROUND`` items (async jobs) only fill the slots a batch has left
+  over, or run when no live item is queued. They never count against the live
+  queue's limit, so a job backlog cannot make live requests overflow.
 
 The model runs on a single worker thread, so the event loop keeps accepting,
 parsing and answering requests while a batch computes (PyTorch releases the
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import math
 import time
 from collections import deque
@@ -34,6 +39,11 @@ from typing import Generic, Protocol, TypeVar
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+
+
+class Priority(enum.Enum):
+    LIVE = "live"
+    BACKGROUND = "background"
 
 
 class BatcherError(Exception):
@@ -125,12 +135,15 @@ class DynamicBatcher(Generic[In, Out]):
         self.max_queue_size = max_queue_size
         self._observer = observer
         self._queue: deque[_Pending[In, Out]] = deque()
+        # Background (job) items: same shape, own queue, only fill spare slots.
+        self._background: deque[_Pending[In, Out]] = deque()
         self._arrivals = _Arrivals()
         self._in_flight = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         # Items per second, smoothed; only used to size Retry-After.
         self._rate = 0.0
+        self._last_live = 0.0  # monotonic time of the last live submit
 
     # -- introspection -------------------------------------------------------
 
@@ -139,9 +152,20 @@ class DynamicBatcher(Generic[In, Out]):
         return len(self._queue)
 
     @property
+    def background_queued(self) -> int:
+        return len(self._background)
+
+    def live_quiet_s(self) -> float:
+        """Seconds without live work: 0 while live requests are queued or being read.
+        Background producers use it to stay out of live traffic's way."""
+        if self._queue or self._arrivals.count:
+            return 0.0
+        return time.monotonic() - self._last_live
+
+    @property
     def pending(self) -> int:
-        """Requests queued or in the running batch."""
-        return len(self._queue) + self._in_flight
+        """Items queued (either priority) or in the running batch."""
+        return len(self._queue) + len(self._background) + self._in_flight
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -163,23 +187,28 @@ class DynamicBatcher(Generic[In, Out]):
         """Announce a request that will probably submit soon (see module doc)."""
         return Arrival(self._arrivals)
 
-    async def submit(self, item: In, *, deadline: float) -> Out:
-        (result,) = await self.submit_many([item], deadline=deadline)
+    async def submit(self, item: In, *, deadline: float, priority: Priority = Priority.LIVE) -> Out:
+        (result,) = await self.submit_many([item], deadline=deadline, priority=priority)
         return result
 
-    async def submit_many(self, items: Sequence[In], *, deadline: float) -> list[Out]:
+    async def submit_many(
+        self, items: Sequence[In], *, deadline: float, priority: Priority = Priority.LIVE
+    ) -> list[Out]:
         """Queue all items (or none, if they do not fit) and wait for all results."""
         if self._closing:
             raise BatcherClosed("the service is shutting down")
-        if len(self._queue) + len(items) > self.max_queue_size:
+        queue = self._queue if priority is Priority.LIVE else self._background
+        if len(queue) + len(items) > self.max_queue_size:
             raise QueueFull(
-                f"queue full ({len(self._queue)}/{self.max_queue_size} waiting); retry later",
+                f"queue full ({len(queue)}/{self.max_queue_size} waiting); retry later",
                 self._retry_after(),
             )
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         pendings = [_Pending[In, Out](x, loop.create_future(), now, deadline) for x in items]
-        self._queue.extend(pendings)
+        queue.extend(pendings)
+        if priority is Priority.LIVE:
+            self._last_live = now
         self._arrivals.changed.set()
         try:
             remaining = deadline - time.monotonic()
@@ -190,8 +219,7 @@ class DynamicBatcher(Generic[In, Out]):
             if len(done) < len(futures):
                 computed = any(p.started for p in pendings)
                 raise DeadlineExceeded(
-                    "deadline exceeded while "
-                    + ("running; result discarded" if computed else "queued; not computed")
+                    "deadline exceeded while " + ("running; result discarded" if computed else "queued; not computed")
                 )
             # Read every outcome so no exception is left "never retrieved".
             errors = [f.exception() for f in futures]
@@ -217,7 +245,7 @@ class DynamicBatcher(Generic[In, Out]):
     async def _loop(self) -> None:
         while True:
             self._drop_abandoned_head()
-            if not self._queue:
+            if not self._queue and not self._background:
                 if self._closing:
                     return
                 self._arrivals.changed.clear()
@@ -229,13 +257,21 @@ class DynamicBatcher(Generic[In, Out]):
                 await self._execute(batch)
 
     def _drop_abandoned_head(self) -> None:
-        while self._queue and self._queue[0].abandoned:
-            self._queue.popleft()
+        for queue in (self._queue, self._background):
+            while queue and queue[0].abandoned:
+                queue.popleft()
 
     async def _fill_window(self) -> None:
         """Wait for announced requests, bounded by the oldest request's max_delay."""
-        window_end = self._queue[0].enqueued_at + self.max_delay_s
-        while len(self._queue) < self.max_batch_size and self._arrivals.count > 0 and not self._closing:
+        # Arrivals are live requests: with only jobs queued, waiting a moment lets
+        # an arriving live request ride in this batch instead of after it.
+        oldest = self._queue[0] if self._queue else self._background[0]
+        window_end = oldest.enqueued_at + self.max_delay_s
+        while (
+            len(self._queue) + len(self._background) < self.max_batch_size
+            and self._arrivals.count > 0
+            and not self._closing
+        ):
             remaining = window_end - time.monotonic()
             if remaining <= 0:
                 return
@@ -247,16 +283,18 @@ class DynamicBatcher(Generic[In, Out]):
         batch: list[_Pending[In, Out]] = []
         expired = 0
         now = time.monotonic()
-        while self._queue and len(batch) < self.max_batch_size:
-            p = self._queue.popleft()
-            if p.abandoned or p.future.done():
-                continue
-            if now >= p.deadline:
-                expired += 1
-                p.future.set_exception(DeadlineExceeded("deadline passed while queued; not computed"))
-                continue
-            p.started = True
-            batch.append(p)
+        # Live first; background items only take the slots left over.
+        for queue in (self._queue, self._background):
+            while queue and len(batch) < self.max_batch_size:
+                p = queue.popleft()
+                if p.abandoned or p.future.done():
+                    continue
+                if now >= p.deadline:
+                    expired += 1
+                    p.future.set_exception(DeadlineExceeded("deadline passed while queued; not computed"))
+                    continue
+                p.started = True
+                batch.append(p)
         if expired and self._observer is not None:
             self._observer.on_expired(expired)
         return batch

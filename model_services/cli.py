@@ -25,6 +25,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from model_services.config import ServeConfig
+    from model_services.jobs.settings import JobSettings
     from model_services.manifest import ManifestError
     from model_services.server import run
 
@@ -46,7 +47,21 @@ def _serve(args: argparse.Namespace) -> int:
             switch_interval_ms=args.switch_interval_ms,
             fault_rate=args.fault_rate,
             fault_latency_ms=args.fault_latency_ms,
+            fault_match=args.fault_match,
             drain_grace_s=args.drain_grace_s,
+            redis_url=args.redis_url,
+            jobs=JobSettings(
+                result_ttl_s=args.jobs_result_ttl_s,
+                timeout_s=args.jobs_timeout_s,
+                max_depth=args.jobs_max_depth,
+                max_attempts=args.jobs_max_attempts,
+                visibility_timeout_s=args.jobs_visibility_timeout_s,
+                concurrency=args.jobs_concurrency,
+                # From the environment, not argv: argv is visible to every local user.
+                webhook_secret=os.environ.get("SWITCHYARD_WEBHOOK_SECRET") or None,
+            ),
+            report_url=args.report_url,
+            report_inputs=not args.report_no_inputs,
             warmup=not args.no_warmup,
             access_log=args.access_log,
             log_level=args.log_level,
@@ -121,12 +136,28 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--served-version", default=None, help="serve under this version name")
     s.add_argument("--fault-rate", type=float, default=0.0, help="share of predictions -> 500")
     s.add_argument("--fault-latency-ms", type=float, default=0.0, help="added to predictions")
+    s.add_argument("--fault-match", default=None, help="fail predictions whose text contains this")
+    j = s.add_argument_group("async jobs", "enabled by --redis-url; webhook secret from $SWITCHYARD_WEBHOOK_SECRET")
+    j.add_argument("--redis-url", default=None, help="redis://host:port/db; enables /v1/jobs")
+    j.add_argument("--jobs-result-ttl-s", type=float, default=86400.0, help="keep finished jobs this long")
+    j.add_argument("--jobs-timeout-s", type=float, default=900.0, help="a job not done by then fails")
+    j.add_argument("--jobs-max-depth", type=int, default=10_000, help="unfinished jobs before 429")
+    j.add_argument("--jobs-max-attempts", type=int, default=3, help="failures before the dead-letter stream")
+    j.add_argument("--jobs-visibility-timeout-s", type=float, default=30.0, help="reclaim a dead worker's job after")
+    j.add_argument("--jobs-concurrency", type=int, default=4, help="jobs in flight per replica")
     s.add_argument(
         "--drain-grace-s",
         type=float,
         default=0.0,
         help="after SIGTERM, report not ready but keep accepting this long",
     )
+    s.add_argument(
+        "--report-url",
+        default=os.environ.get("SWITCHYARD_REPORT_URL") or None,
+        help="post answers to this shadow collector (the control plane's /v1/shadow/reports);"
+        " token from $SWITCHYARD_REPORT_TOKEN",
+    )
+    s.add_argument("--report-no-inputs", action="store_true", help="never send request texts to the collector")
     s.add_argument("--no-warmup", action="store_true", help="skip warm-up batches")
     s.add_argument("--access-log", action="store_true")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from model_services.jobs.settings import JobSettings
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class ServeConfig:
     # latency added to every prediction.
     fault_rate: float = 0.0
     fault_latency_ms: float = 0.0
+    # Fail every prediction whose text contains this ("poison" input drills).
+    fault_match: str | None = None
     # After SIGTERM, keep serving (while reporting not ready) this long before
     # closing the listener, so load balancers see the 503s first.
     drain_grace_s: float = 0.0
@@ -42,6 +46,14 @@ class ServeConfig:
     # (5 ms by default), which starves the model under load. A shorter interval
     # trades a little event-loop throughput for much steadier inference.
     switch_interval_ms: float | None = 0.5
+    # Async jobs (model_services/jobs): on when a Redis URL is given; /v1/jobs
+    # answers 503 otherwise.
+    redis_url: str | None = None
+    jobs: JobSettings = field(default_factory=JobSettings)
+    # Shadow comparison: POST each prediction's answer (batched, off the request
+    # path) to the control plane's collector, e.g. http://127.0.0.1:18001/v1/shadow/reports.
+    report_url: str | None = None
+    report_inputs: bool = True  # send mirrored requests' inputs for disagreement samples
     warmup: bool = True
     access_log: bool = False
     log_level: str = "info"

@@ -202,9 +202,7 @@ def generate(seed: int = DEFAULT_SEED, size: int = DEFAULT_SIZE) -> list[Example
 
 
 def dumps(examples: Sequence[Example]) -> str:
-    return "".join(
-        json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False) + "\n" for e in examples
-    )
+    return "".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False) + "\n" for e in examples)
 
 
 def load(path: Path = DATASET_PATH) -> list[Example]:
@@ -219,9 +217,7 @@ def load(path: Path = DATASET_PATH) -> list[Example]:
     return examples
 
 
-def split(
-    examples: Sequence[Example], seed: int, heldout_fraction: float = 0.2
-) -> tuple[list[Example], list[Example]]:
+def split(examples: Sequence[Example], seed: int, heldout_fraction: float = 0.2) -> tuple[list[Example], list[Example]]:
     """Seeded shuffle, then (train, held-out)."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)

@@ -57,9 +57,7 @@ class _GpuCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         names, values = list(self._labels), list(self._labels.values())
-        used = GaugeMetricFamily(
-            "model_gpu_memory_used_bytes", "GPU memory allocated by tensors", labels=names
-        )
+        used = GaugeMetricFamily("model_gpu_memory_used_bytes", "GPU memory allocated by tensors", labels=names)
         used.add_metric(values, float(torch.cuda.memory_allocated(self._device)))
         yield used
         reserved = GaugeMetricFamily(
@@ -72,9 +70,7 @@ class _GpuCollector(Collector):
             utilization = float(torch.cuda.utilization(self._device)) / 100.0
         except Exception:
             return
-        util = GaugeMetricFamily(
-            "model_gpu_utilization_ratio", "GPU busy ratio over the last sample", labels=names
-        )
+        util = GaugeMetricFamily("model_gpu_utilization_ratio", "GPU busy ratio over the last sample", labels=names)
         util.add_metric(values, utilization)
         yield util
 
@@ -138,9 +134,9 @@ class ServiceMetrics:
         self.load_seconds = Gauge(
             "model_load_seconds", "Time to verify and load the weights", names, registry=r
         ).labels(model, version)
-        self.warmup_seconds = Gauge(
-            "model_warmup_seconds", "Time of the warm-up batches", names, registry=r
-        ).labels(model, version)
+        self.warmup_seconds = Gauge("model_warmup_seconds", "Time of the warm-up batches", names, registry=r).labels(
+            model, version
+        )
         self.ready = Gauge("model_ready", "1 when the service accepts predictions", names, registry=r).labels(
             model, version
         )

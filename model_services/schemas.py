@@ -105,8 +105,11 @@ class InferResponse(BaseModel):
 class FaultRequest(BaseModel):
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     latency_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
+    # Fail every prediction whose text contains this (a "poison" input for drills).
+    match: StrictStr | None = Field(default=None, min_length=1)
 
 
 class FaultResponse(BaseModel):
     error_rate: float
     latency_ms: float
+    match: str | None = None

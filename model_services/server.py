@@ -57,9 +57,7 @@ class DrainingServer(uvicorn.Server):
 
 def run(config: ServeConfig, sock: socket.socket | None = None) -> int:
     """Serve until drained; returns the process exit code."""
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config.switch_interval_ms is not None:
         sys.setswitchinterval(config.switch_interval_ms / 1000.0)
     service = ModelService(config)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_services.batcher import Arrival, BatcherError, DynamicBatcher
+from model_services.batcher import Arrival, BatcherError, DynamicBatcher, Priority
 from model_services.config import ServeConfig
 from model_services.handler import (
     Handler,
@@ -72,6 +72,7 @@ class Prediction:
 class FaultSettings:
     error_rate: float = 0.0
     latency_ms: float = 0.0
+    match: str | None = None
 
 
 class ModelService:
@@ -89,7 +90,7 @@ class ModelService:
         self.architecture = manifest.architecture
         self.state = State.LOADING
         self.failure: str | None = None
-        self.fault = FaultSettings(config.fault_rate, config.fault_latency_ms)
+        self.fault = FaultSettings(config.fault_rate, config.fault_latency_ms, config.fault_match)
         self.metrics = ServiceMetrics(self.name, self.version)
         self.metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
         self.device: torch.device | None = None
@@ -212,7 +213,9 @@ class ModelService:
 
     # -- predictions ------------------------------------------------------------------
 
-    async def predict(self, texts: Sequence[str], *, deadline: float) -> list[Prediction]:
+    async def predict(
+        self, texts: Sequence[str], *, deadline: float, priority: Priority = Priority.LIVE
+    ) -> list[Prediction]:
         if not self.accepting:
             raise NotReady(
                 f"model {self.version} is {self.state.value}" + (f": {self.failure}" if self.failure else "")
@@ -222,7 +225,9 @@ class ModelService:
             await asyncio.sleep(fault.latency_ms / 1000.0)
         if fault.error_rate > 0 and self._random.random() < fault.error_rate:
             raise InjectedFault("injected fault (fault mode is on; see /admin/fault)")
-        rows = await self.batcher.submit_many(list(texts), deadline=deadline)
+        if fault.match is not None and any(fault.match in t for t in texts):
+            raise InjectedFault(f"injected fault: input contains {fault.match!r} (see /admin/fault)")
+        rows = await self.batcher.submit_many(list(texts), deadline=deadline, priority=priority)
         return [self._prediction(row) for row in rows]
 
     def _prediction(self, row: Probabilities) -> Prediction:

@@ -118,9 +118,7 @@ def _finish(
     write_manifest(out_dir, manifest)
 
 
-def build_v3(
-    out_dir: Path, train: Sequence[dataset.Example], heldout: Sequence[dataset.Example], seed: int
-) -> float:
+def build_v3(out_dir: Path, train: Sequence[dataset.Example], heldout: Sequence[dataset.Example], seed: int) -> float:
     torch.manual_seed(seed)
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -184,9 +182,7 @@ def _minilm_source() -> Path:
     return path
 
 
-def build_v4(
-    out_dir: Path, train: Sequence[dataset.Example], heldout: Sequence[dataset.Example], seed: int
-) -> float:
+def build_v4(out_dir: Path, train: Sequence[dataset.Example], heldout: Sequence[dataset.Example], seed: int) -> float:
     torch.manual_seed(seed)
     src = _minilm_source()
     # The version dir carries its own copy of tokenizer and encoder weights: the
@@ -263,7 +259,5 @@ def build_store(store: Path, *, only: Sequence[str] | None = None, seed: int = 0
         acc = _BUILDERS[version](staging, train, heldout, seed)
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
-        results.append(
-            BuildResult(version, final, len(train), len(heldout), acc, time.perf_counter() - started)
-        )
+        results.append(BuildResult(version, final, len(train), len(heldout), acc, time.perf_counter() - started))
     return results

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
 
-from control_plane.admin import audit, envoys, errors, metrics, models, status, validate
+from control_plane.admin import audit, envoys, errors, metrics, models, rollouts, shadow, status, validate
 from control_plane.admin.context import AdminContext, identity
 from control_plane.audit import AuditLog
 from control_plane.auth import Authenticator
@@ -14,6 +15,9 @@ from control_plane.changes import PolicyChanges
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
 from control_plane.history import History, default_state_dir
+from control_plane.rollout.metrics import EnvoyStats, envoy_admin_urls
+from control_plane.rollout.runner import RolloutRunner
+from control_plane.shadow.collector import ShadowCollector
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
 
@@ -38,6 +42,8 @@ def create_app(
     audit_log: AuditLog | None = None,
     authenticator: Authenticator | None = None,
     state_dir: Path | None = None,
+    envoy_admin: Sequence[str] = (),
+    shadow_inputs: bool = True,
 ) -> FastAPI:
     """The admin API. Without ``authenticator`` it is open (the caller keeps it on loopback)."""
     state = state_dir or default_state_dir(controller.policy_paths)
@@ -61,6 +67,11 @@ def create_app(
     app.state.cache = cache
     app.state.nodes = nodes
     app.state.prober = prober
+    # Rollouts and shadow comparison; `serve` runs the runner's loop (app.state.rollouts.run()).
+    app.state.rollouts = RolloutRunner(
+        changes, app.state.admin.audit, EnvoyStats(lambda: envoy_admin_urls(nodes, envoy_admin)), state
+    )
+    app.state.shadow = ShadowCollector(lambda: controller.intent, capture_inputs=shadow_inputs)
     errors.install(app)
     app.include_router(status.router)
     app.include_router(models.router)
@@ -68,4 +79,6 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(validate.router)
     app.include_router(metrics.router, dependencies=[Depends(identity)])
+    app.include_router(rollouts.router)
+    app.include_router(shadow.router)
     return app

@@ -28,6 +28,11 @@ _MUTATIONS = (
     ("DELETE", re.compile(r"^/v1/models/(?P<model>[^/]+)/shadow/?$"), "shadow-off"),
     ("POST", re.compile(r"^/v1/models/(?P<model>[^/]+)/promote/?$"), "promote"),
     ("POST", re.compile(r"^/v1/models/(?P<model>[^/]+)/rollback/?$"), "rollback"),
+    (
+        "POST",
+        re.compile(r"^/v1/models/(?P<model>[^/]+)/rollout/(?P<verb>start|pause|resume|abort|promote)/?$"),
+        "rollout",
+    ),
 )
 
 

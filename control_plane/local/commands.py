@@ -28,7 +28,13 @@ def model_service(
     spec: FleetVersionSpec,
     host: str,
     port: int,
+    report_url: str | None = None,
+    redis_url: str | None = None,
 ) -> list[str]:
+    # --report-url: answers go to the control plane's shadow collector (off the request path).
+    report = ["--report-url", report_url] if report_url else []
+    # --redis-url enables async jobs (/v1/jobs); without it they answer 503.
+    jobs = ["--redis-url", redis_url] if redis_url else []
     return [
         python, "-m", "model_services", "serve",
         "--host", host,
@@ -39,6 +45,8 @@ def model_service(
         "--max-delay-ms", str(spec.max_delay_ms),
         "--device", spec.device,
         "--drain-grace-s", str(DRAIN_GRACE_S),
+        *report,
+        *jobs,
         *spec.args,
     ]  # fmt: skip
 
@@ -54,6 +62,7 @@ def control_plane(
     overrides: str | Path | None = None,
     tokens: str | Path | None = None,
     state_dir: str | Path | None = None,
+    envoy_admin: str | None = None,
 ) -> list[str]:
     args = [
         python, "-m", "control_plane", "serve",
@@ -69,6 +78,8 @@ def control_plane(
         args += ["--tokens", str(tokens)]
     if state_dir is not None:
         args += ["--state-dir", str(state_dir)]
+    if envoy_admin is not None:  # Envoy's admin on a wildcard address cannot announce itself
+        args += ["--envoy-admin", envoy_admin]
     return args
 
 

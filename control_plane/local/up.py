@@ -180,6 +180,7 @@ class LocalStack:
                     spec=spec,
                     host="127.0.0.1",
                     port=replica.port,
+                    report_url=f"{self.admin_url}/v1/shadow/reports",  # shadow comparison
                 ),
                 env={"HF_HUB_OFFLINE": "1"},
             )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from control_plane import ir
 from control_plane.policy.endpoints import parse_endpoint
 from control_plane.policy.loader import PolicySet
-from control_plane.policy.schema import HeaderMatchSpec, ModelRoute, ShadowSpec
+from control_plane.policy.schema import CanarySpec, HeaderMatchSpec, ModelRoute, ShadowSpec
 
 
 def to_intent(policies: PolicySet) -> ir.RoutingIntent:
@@ -56,6 +56,7 @@ def to_model(route: ModelRoute) -> ir.Model:
         if od
         else None,
         slow_start_ms=spec.slow_start.window if spec.slow_start else None,
+        canary=_canary(spec.canary) if spec.canary else None,
     )
 
 
@@ -84,6 +85,22 @@ def with_endpoints(model: ir.Model, overrides: EndpointOverrides) -> ir.Model:
         for v in model.versions
     )
     return replace(model, versions=versions)
+
+
+def _canary(c: CanarySpec) -> ir.Canary:
+    return ir.Canary(
+        candidate=c.candidate,
+        baseline=c.baseline,
+        weights=tuple(c.weights()),
+        interval_ms=c.interval,
+        max_error_rate=c.max_error_rate,
+        max_p99_ms=c.max_p99_latency,
+        max_p99_ratio=c.max_p99_ratio,
+        min_requests=c.min_requests,
+        failure_threshold=c.failure_threshold,
+        progress_deadline_ms=c.progress_deadline,
+        pause_deadline_ms=c.pause_deadline,
+    )
 
 
 def _endpoint(text: str) -> ir.Endpoint:

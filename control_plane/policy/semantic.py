@@ -23,6 +23,11 @@ def check_model(route: ModelRoute) -> Iterator[Problem]:
     else:
         yield from _check_split(("spec", "traffic"), spec.traffic, declared)
         yield from _check_shadows(("spec", "shadow"), spec.shadow, spec.traffic, declared)
+    if spec.canary is not None:
+        for key in ("candidate", "baseline"):
+            version = getattr(spec.canary, key)
+            if version is not None and version not in declared:
+                yield ("spec", "canary", key), f"version {version!r} is not declared in spec.versions"
     names: dict[str, int] = {}
     for i, rule in enumerate(spec.rules):
         path: FieldPath = ("spec", "rules", i)

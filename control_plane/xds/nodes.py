@@ -36,6 +36,8 @@ class NodeStatus:
     # The snapshot this node runs completely (every subscribed type ACKed), if any.
     synced_snapshot: str | None = None
     synced_at: float | None = None
+    # From the bootstrap's node metadata: where the control plane reads this Envoy's stats.
+    admin_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +48,7 @@ class NodeStatus:
             "connected_at": self.connected_at,
             "synced_snapshot": self.synced_snapshot,
             "synced_at": self.synced_at,
+            "admin_url": self.admin_url,
             "acked": {short_type(t): self.acked[t] for t in TYPE_ORDER if t in self.acked},
             "pending": {short_type(t): self.pending[t] for t in TYPE_ORDER if t in self.pending},
             "last_nack": None

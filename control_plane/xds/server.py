@@ -29,6 +29,7 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 
+from control_plane.bootstrap import ADMIN_URL_KEY
 from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import Nack, NodeRegistry, NodeStatus, short_type
@@ -115,6 +116,9 @@ class _Stream(ABC, Generic[Req, Resp]):
     def register(self, node: Any) -> None:
         if self.status is None:
             self.status = NodeStatus(node.id, node.cluster, self.mode, next(_stream_ids))
+            admin_url = node.metadata.fields.get(ADMIN_URL_KEY)
+            if admin_url is not None and admin_url.string_value:
+                self.status.admin_url = admin_url.string_value
             self.nodes.connect(self.status)
             log.info("envoy %s connected (%s)", node.id, self.mode)
 

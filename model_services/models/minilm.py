@@ -139,9 +139,7 @@ class MiniLMEncoder(nn.Module):
         keep = attention_mask.to(torch.bool)[:, None, None, :]
         # Additive bias rather than a bool mask: a large negative number keeps
         # fully padded rows finite where -inf would give NaN.
-        bias = torch.zeros(keep.shape, dtype=x.dtype, device=x.device).masked_fill(
-            ~keep, torch.finfo(x.dtype).min
-        )
+        bias = torch.zeros(keep.shape, dtype=x.dtype, device=x.device).masked_fill(~keep, torch.finfo(x.dtype).min)
         x = self.encoder(x, bias)
         mask = attention_mask.to(x.dtype)[:, :, None]
         pooled = (x * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)

@@ -122,3 +122,27 @@ class Stack:
 
 def dump(obj: object) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+def retarget(stack: Stack, text: str, addresses: dict[str, str]) -> None:
+    """Apply ``text`` with these versions' fake upstreams replaced by ``addresses``.
+
+    Envoy keeps a host removed by EDS while it still passes active health checks,
+    so the replaced upstreams first turn unready; this returns once Envoy's
+    clusters hold only the new hosts.
+    """
+    for version, address in addresses.items():
+        text = text.replace(stack.upstreams[version].address, address)
+        stack.upstreams[version].ready = False
+    stack.apply(text)
+
+    def only_new() -> bool:
+        lines = httpx.get(f"{stack.envoy.admin}/clusters", timeout=5).text.splitlines()
+        for version, address in addresses.items():
+            prefix = f"sentiment/{version}::"
+            hosts = {line.split("::")[1] for line in lines if line.startswith(prefix) and "::health_flags::" in line}
+            if hosts != {address}:
+                return False
+        return True
+
+    wait_for(only_new, what="Envoy to drop the replaced upstreams")

@@ -305,6 +305,7 @@ def test_control_plane_runs_the_command_up_runs(compose: dict[str, Any]) -> None
         admin_address="0.0.0.0",
         admin_port=ADMIN_PORT,
         tokens="/run/secrets/admin-tokens",
+        envoy_admin="http://envoy:9901",
     )
     assert service_process(compose, "control-plane") == expected
     assert compose["services"]["control-plane"]["secrets"] == ["admin-tokens"]

@@ -239,6 +239,81 @@ INVALID = [
         "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gw}\nspec: {address: localhost}\n",
         "p.yaml:4: spec.address: 'localhost' is not an IP address",
     ),
+    (
+        "canary-unknown-field",
+        with_spec("canary: {candidate: v4, steps: [10, 50], typo: 1}"),
+        "p.yaml:10: spec.canary.typo: unknown field",
+    ),
+    (
+        "canary-no-steps",
+        with_spec("canary: {candidate: v4}"),
+        "p.yaml:10: spec.canary: a canary sets exactly one of steps",
+    ),
+    (
+        "canary-steps-and-step-size",
+        with_spec("canary: {candidate: v4, steps: [10], step_size: 10}"),
+        "p.yaml:10: spec.canary: a canary sets exactly one of steps",
+    ),
+    (
+        "canary-steps-not-increasing",
+        with_spec("canary: {candidate: v4, steps: [10, 10, 50]}"),
+        "p.yaml:10: spec.canary: steps must increase strictly",
+    ),
+    (
+        "canary-step-over-100",
+        with_spec("canary: {candidate: v4, steps: [10, 150]}"),
+        "p.yaml:10: spec.canary.steps[1]: must be <= 100",
+    ),
+    (
+        "canary-empty-steps",
+        with_spec("canary: {candidate: v4, steps: []}"),
+        "p.yaml:10: spec.canary.steps:",
+    ),
+    (
+        "canary-undeclared-candidate",
+        with_spec("canary: {candidate: v9, steps: [10]}"),
+        "p.yaml:10: spec.canary.candidate: version 'v9' is not declared",
+    ),
+    (
+        "canary-undeclared-baseline",
+        with_spec("canary: {candidate: v4, baseline: v8, steps: [10]}"),
+        "p.yaml:10: spec.canary.baseline: version 'v8' is not declared",
+    ),
+    (
+        "canary-candidate-is-baseline",
+        with_spec("canary: {candidate: v4, baseline: v4, steps: [10]}"),
+        "p.yaml:10: spec.canary: candidate and baseline are both 'v4'",
+    ),
+    (
+        "canary-error-rate-over-1",
+        with_spec("canary: {candidate: v4, steps: [10], max_error_rate: 5}"),
+        "p.yaml:10: spec.canary.max_error_rate: must be <= 1",
+    ),
+    (
+        "canary-interval-too-short",
+        with_spec("canary: {candidate: v4, steps: [10], interval: 100ms}"),
+        "p.yaml:10: spec.canary: interval must be at least 500ms",
+    ),
+    (
+        "canary-max-weight-with-steps",
+        with_spec("canary: {candidate: v4, steps: [10], max_weight: 50}"),
+        "p.yaml:10: spec.canary: max_weight goes with step_size",
+    ),
+    (
+        "canary-min-requests-zero",
+        with_spec("canary: {candidate: v4, steps: [10], min_requests: 0}"),
+        "p.yaml:10: spec.canary.min_requests: must be >= 1",
+    ),
+    (
+        "canary-bad-duration",
+        with_spec("canary: {candidate: v4, steps: [10], interval: soon}"),
+        "p.yaml:10: spec.canary.interval: bad duration 'soon'",
+    ),
+    (
+        "canary-negative-ratio",
+        with_spec("canary: {candidate: v4, steps: [10], max_p99_ratio: -1}"),
+        "p.yaml:10: spec.canary.max_p99_ratio: must be > 0",
+    ),
 ]
 
 

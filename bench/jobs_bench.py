@@ -1,0 +1,237 @@
+"""Async jobs: throughput through one model version, and what a job backlog
+costs live requests.
+
+Arms, one run, one service (sentiment-v3, model in a worker process, 1 torch
+thread), its own redis-server (append-only, fsync every second):
+
+1. live alone       open-loop live /v1/predict at --rps for --seconds: p50/p99
+2. jobs alone       a backlog drained by the service's job workers: jobs/s
+3. live + backlog   the same live load while a backlog drains: live p50/p99 and jobs/s
+
+Goal: the backlog adds <= 10 % to live p99 (jobs only use spare batch slots).
+The load generator shares the 2-core machine with the service and Redis.
+
+    .venv/bin/python bench/jobs_bench.py [--store DIR] [--rps 150] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import redis.asyncio as aioredis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REPO, environment, free_port, percentile, write_results
+from model_services.jobs.keys import Keys
+from model_services.jobs.settings import JobSettings
+from model_services.jobs.store import JobStore
+
+STATS = "switchyard:jobstats:sentiment:sentiment-v3"
+STREAM = "switchyard:jobs:sentiment:sentiment-v3"
+TEXT = "The battery life is great but the app keeps crashing and support never answered"
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (apt-get install -y redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            with redis.Redis.from_url(url) as r:
+                r.ping()
+                return proc, url
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+def start_service(model_dir: Path, redis_url: str, concurrency: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "model_services", "serve", "--model-dir", str(model_dir), "--port", str(port),
+        "--num-threads", "1", "--log-level", "warning", "--redis-url", redis_url,
+        "--jobs-concurrency", str(concurrency), "--jobs-max-depth", "1000000",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        if proc.poll() is not None:
+            raise SystemExit("the model service exited")
+        try:
+            if httpx.get(url + "/v2/health/ready").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the model service never became ready")
+
+
+async def live_load(url: str, rps: float, seconds: float) -> dict[str, Any]:
+    """Open loop: a request every 1/rps s whatever the answers do, so latency is honest."""
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=64)) as client:
+
+        async def one() -> None:
+            nonlocal errors
+            t0 = time.perf_counter()
+            response = await client.post("/v1/predict", json={"text": TEXT})
+            if response.status_code == 200:
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+            else:
+                errors += 1
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rps * seconds)):
+            delay = start + i / rps - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return {
+        "requests": len(latencies) + errors,
+        "errors": errors,
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+    }
+
+
+async def fill_backlog(redis_url: str, count: int) -> None:
+    """Straight into Redis, the way the API's submit does it (same script): over
+    HTTP the workers drain the queue as fast as a client on this box can fill it."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        store = JobStore(client, Keys("switchyard", "sentiment", "sentiment-v3"), JobSettings(max_depth=10**7))
+
+        async def one(i: int) -> None:
+            await store.submit(f"{TEXT} #{i}", callback_url=None, idempotency_key=None, fingerprint="", request_id="")
+
+        for start in range(0, count, 50):
+            await asyncio.gather(*(one(i) for i in range(start, min(count, start + 50))))
+    finally:
+        await client.aclose()
+
+
+def completed(r: redis.Redis) -> int:
+    return int(r.hget(STATS, "completed") or 0)
+
+
+async def job_rate(r: redis.Redis, seconds: float) -> float:
+    """Completions per second over a window in which the backlog never ran dry."""
+    c0, t0 = completed(r), time.perf_counter()
+    await asyncio.sleep(seconds)
+    c1, t1 = completed(r), time.perf_counter()
+    if r.xlen(STREAM) == 0:
+        print("warning: the backlog ran dry inside the window; jobs/s is a lower bound", file=sys.stderr)
+    return (c1 - c0) / (t1 - t0)
+
+
+async def drain(r: redis.Redis) -> None:
+    """Wait (bounded) until the workers have emptied the stream."""
+    for _ in range(1500):  # <= 300 s
+        if r.xlen(STREAM) == 0:
+            return
+        await asyncio.sleep(0.2)  # Redis has no event to wait on
+
+
+async def run(url: str, redis_url: str, r: redis.Redis, rps: float, seconds: float) -> dict[str, Any]:
+    await live_load(url, rps, 2)  # warm-up
+    live_alone = await live_load(url, rps, seconds)
+
+    await fill_backlog(redis_url, 3000)
+    alone_rate = await job_rate(r, min(seconds, 4.0))
+    await drain(r)
+
+    # Enough backlog that it outlasts the live window even at the lone rate.
+    await fill_backlog(redis_url, int(alone_rate * (seconds + 4)) + 500)
+    rate_task = asyncio.create_task(job_rate(r, seconds))
+    live_with = await live_load(url, rps, seconds)
+    with_rate = await rate_task
+    await drain(r)
+    return {
+        "live_alone": live_alone,
+        "live_with_backlog": live_with,
+        "jobs_per_s_alone": round(alone_rate, 1),
+        "jobs_per_s_with_live": round(with_rate, 1),
+        "live_p99_increase_pct": round((live_with["p99_ms"] / live_alone["p99_ms"] - 1) * 100, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", type=Path, default=None, help="model store (built into a temp dir if absent)")
+    parser.add_argument("--rps", type=float, default=150.0, help="live requests per second")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--jobs-concurrency", type=int, default=8)
+    args = parser.parse_args()
+    env = environment()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.store
+        if store is None:
+            from model_services.train import build_store
+
+            store = Path(tmp) / "store"
+            build_store(store, only=["sentiment-v3"])
+        redis_proc, redis_url = start_redis(Path(tmp))
+        service, url = start_service(store / "sentiment" / "sentiment-v3", redis_url, args.jobs_concurrency)
+        try:
+            with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+                results = asyncio.run(run(url, redis_url, r, args.rps, args.seconds))
+        finally:
+            service.send_signal(signal.SIGTERM)
+            service.wait(60)
+            redis_proc.terminate()
+            redis_proc.wait(10)
+    data = {"environment": env, "settings": vars(args) | {"store": str(args.store)}, "results": results}
+    path = write_results("jobs_bench", data)
+    la, lw = results["live_alone"], results["live_with_backlog"]
+    print("| arm | live req | live p50 ms | live p99 ms | live errors | jobs/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"| live alone ({args.rps:g} rps) | {la['requests']} | {la['p50_ms']} | {la['p99_ms']} | {la['errors']} | - |"
+    )
+    print(f"| jobs alone (backlog) | - | - | - | - | {results['jobs_per_s_alone']} |")
+    print(
+        f"| live + job backlog | {lw['requests']} | {lw['p50_ms']} | {lw['p99_ms']} | {lw['errors']} "
+        f"| {results['jobs_per_s_with_live']} |"
+    )
+    print(f"\nlive p99 change with a backlog: {results['live_p99_increase_pct']:+.1f}% (goal <= +10%)  -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

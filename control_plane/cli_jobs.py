@@ -1,0 +1,61 @@
+"""``switchyard jobs``: the async job queues (depth, age, throughput, dead letters).
+
+Reads Redis directly rather than scraping replicas: the queues live there, and
+Redis also knows about versions whose replicas are all down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+COLUMNS = (
+    ("model", "model"),
+    ("version", "version"),
+    ("depth", "depth"),
+    ("running", "running"),
+    ("oldest_age_s", "oldest s"),
+    ("completed", "completed"),
+    ("mean_processing_ms", "mean ms"),
+    ("reclaimed", "reclaimed"),
+    ("failed_attempts", "failed tries"),
+    ("dead_letters_now", "dead letters"),
+)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    import redis
+
+    from model_services.jobs.stats import version_stats
+
+    with redis.Redis.from_url(args.redis_url, decode_responses=True, socket_connect_timeout=3) as client:
+        try:
+            rows = version_stats(client, args.prefix, args.model)
+        except redis.RedisError as exc:
+            print(f"error: cannot read the job queues at {args.redis_url}: {exc}")
+            return 1
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no job queues yet")
+        return 0
+    table = [[h for _, h in COLUMNS]] + [[str(row[k]) for k, _ in COLUMNS] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("jobs", help="async job queues per model version: depth, age, dead letters")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("SWITCHYARD_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="the queue's Redis (default $SWITCHYARD_REDIS_URL or redis://127.0.0.1:6379/0)",
+    )
+    p.add_argument("--model", default=None, help="only this model")
+    p.add_argument("--prefix", default="switchyard", help="key prefix the services use")
+    p.add_argument("--json", action="store_true", help="machine-readable rows")
+    p.set_defaults(func=cmd_jobs)

@@ -1,0 +1,43 @@
+"""Settings of the job queue (the ``serve --jobs-*`` flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    # Finished (completed, failed, cancelled) records and their idempotency keys
+    # live this long.
+    result_ttl_s: float = 24 * 3600.0
+    # A job not finished this long after it was (re)queued fails with `job_timeout`.
+    timeout_s: float = 15 * 60.0
+    # Unfinished jobs in one version's stream beyond which submissions get 429.
+    max_depth: int = 10_000
+    # Failed attempts (errors, or workers lost mid-job) before the dead-letter stream.
+    max_attempts: int = 3
+    # A job held this long by a worker that stopped heart-beating is reclaimed.
+    visibility_timeout_s: float = 30.0
+    # Jobs one replica has in flight at once; also the largest job-only batch,
+    # which bounds how long a live request can wait behind jobs.
+    concurrency: int = 4
+    # Standard Webhooks signing secret (``whsec_<base64>`` or raw text); None: unsigned.
+    webhook_secret: str | None = None
+    webhook_attempts: int = 5
+    webhook_backoff_s: float = 0.5
+    key_prefix: str = "switchyard"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "jobs result_ttl_s > 0": self.result_ttl_s > 0,
+            "jobs timeout_s > 0": self.timeout_s > 0,
+            "jobs max_depth >= 1": self.max_depth >= 1,
+            "jobs max_attempts >= 1": self.max_attempts >= 1,
+            "jobs visibility_timeout_s > 0": self.visibility_timeout_s > 0,
+            "jobs concurrency >= 1": self.concurrency >= 1,
+            "jobs webhook_attempts >= 1": self.webhook_attempts >= 1,
+            "jobs webhook_backoff_s >= 0": self.webhook_backoff_s >= 0,
+        }
+        failed = [rule for rule, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError("invalid settings: " + ", ".join(failed))

@@ -1,0 +1,56 @@
+"""The job queue of one replica, wired together: Redis client, store, runner,
+webhooks, metrics. Created by the app when ``--redis-url`` is set."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as aioredis
+
+from model_services.jobs.keys import Keys
+from model_services.jobs.metrics import JobMetrics
+from model_services.jobs.runner import JobRunner
+from model_services.jobs.settings import JobSettings
+from model_services.jobs.store import JobStore
+from model_services.jobs.webhooks import WebhookSender
+from model_services.service import ModelService
+
+log = logging.getLogger("model_services.jobs")
+
+
+class JobSystem:
+    def __init__(self, service: ModelService, redis_url: str, settings: JobSettings) -> None:
+        self.service = service
+        self.settings = settings
+        # A burst of submissions waits for a pooled connection (up to 5 s) instead
+        # of failing; a short connect timeout makes a down Redis a quick 503.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=64, timeout=5, decode_responses=True, socket_connect_timeout=2.0
+        )
+        self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool on aclose()
+        self.store = JobStore(self.client, Keys(settings.key_prefix, service.name, service.version), settings)
+        self.metrics = JobMetrics(service.metrics.registry, service.name, service.version)
+        self.webhooks = WebhookSender(
+            settings.webhook_secret,
+            attempts=settings.webhook_attempts,
+            backoff_s=settings.webhook_backoff_s,
+            on_outcome=self.metrics.webhook,
+        )
+        self.runner = JobRunner(service, self.store, self.metrics, self.webhooks)
+
+    def start(self) -> None:
+        self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        await self.webhooks.close()
+        await self.client.aclose()
+
+    async def refresh_metrics(self) -> None:
+        """Read the shared queue's gauges (at scrape time); keep old values if Redis is away."""
+        try:
+            self.metrics.depth.set(await self.store.depth())
+            self.metrics.oldest_age.set(await self.store.oldest_age_s())
+            self.metrics.dead_letters.set(await self.store.dead_count())
+        except aioredis.RedisError as exc:
+            log.warning("cannot read job gauges: %s", exc)

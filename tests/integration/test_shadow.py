@@ -1,0 +1,137 @@
+"""Shadow comparison end to end: Envoy mirrors, both sides report, the control plane pairs them."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.procs import Process, free_port, wait_for
+from tests.support.stack import Stack, retarget
+from tests.support.upstream import VersionUpstream
+
+pytestmark = pytest.mark.integration
+
+MODEL = "sentiment"
+
+
+def report(stack: Stack) -> dict[str, Any]:
+    response = httpx.get(f"{stack.control_plane.url}/v1/models/{MODEL}/shadow/report", timeout=10)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def shadow_of(result: dict[str, Any], version: str) -> dict[str, Any] | None:
+    return next((s for s in result["shadows"] if s["version"] == version), None)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(tmp_path, delta=False)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def flips(text: str) -> bool:
+    return int(text.rsplit(" ", 1)[-1]) % 4 == 0  # a deterministic quarter of the inputs
+
+
+def test_agreement_rate_is_the_share_of_inputs_the_shadow_agrees_on(stack: Stack) -> None:
+    production = VersionUpstream("sentiment-v3", labeler=lambda t: ("positive", 0.9))
+    shadow = VersionUpstream("sentiment-v5", labeler=lambda t: ("negative", 0.6) if flips(t) else ("positive", 0.8))
+    try:
+        policy = stack.policy("shadow: [{version: sentiment-v5, percent: 100}]", traffic="{sentiment-v3: 100}")
+        retarget(stack, policy, {"sentiment-v3": production.address, "sentiment-v5": shadow.address})
+        n = 200
+        for i in range(n):
+            r = stack.one(json={"text": f"review number {i}"})
+            assert (r.status_code, r.headers["x-model-version"]) == (200, "sentiment-v3")
+        wait_for(lambda: shadow.count("shadow") >= n, what="every mirrored request")
+        url = f"{stack.control_plane.url}/v1/shadow/reports"
+        shadow.flush_reports(url)
+        production.flush_reports(url)
+        result = shadow_of(report(stack), "sentiment-v5")
+        assert result is not None
+        assert result["requests_compared"] == n
+        assert result["agreement_rate"] == 0.75
+        assert result["confidence_diff"]["mean"] == pytest.approx(0.25 * 0.3 + 0.75 * 0.1, abs=1e-3)
+        assert result["confidence_diff"]["p95"] == pytest.approx(0.3)
+        assert result["shadow_errors"] == 0
+        sample = result["disagreements"][0]
+        assert flips(sample["input"])
+        assert (sample["production"]["label"], sample["shadow"]["label"]) == ("positive", "negative")
+    finally:
+        production.close()
+        shadow.close()
+
+
+def _model_service(store: Path, version: str, workdir: Path, report_url: str) -> tuple[Process, str]:
+    port = free_port()
+    proc = Process(
+        [
+            sys.executable, "-m", "model_services", "serve",
+            "--model-dir", str(store / "sentiment" / "sentiment-v3"),
+            "--served-version", version,
+            "--host", "127.0.0.1", "--port", str(port),
+            "--max-delay-ms", "1",
+            "--report-url", report_url,
+        ],
+        workdir / f"{version}.log",
+        env={"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    return proc, f"127.0.0.1:{port}"
+
+
+def test_real_services_report_and_shadow_errors_never_reach_clients(stack: Stack, model_store: Path) -> None:
+    url = f"{stack.control_plane.url}/v1/shadow/reports"
+    # The same trained model behind both names: they must agree on every input.
+    services = {v: _model_service(model_store, v, stack.workdir, url) for v in ("sentiment-v3", "sentiment-v5")}
+    try:
+        for proc, address in services.values():
+            wait_for(
+                lambda a=address: httpx.get(f"http://{a}/v2/health/ready").status_code == 200,  # type: ignore[misc]
+                timeout=120,
+                what=f"model service {address} ({proc.log_path})",
+            )
+        policy = stack.policy("shadow: [{version: sentiment-v5, percent: 100}]", traffic="{sentiment-v3: 100}")
+        retarget(stack, policy, {v: address for v, (_, address) in services.items()})
+        texts = [f"this was {w} {i}" for i, w in enumerate(["great", "awful", "fine", "broken"] * 15)]
+        for text in texts:
+            assert stack.one(json={"text": text}).status_code == 200
+
+        def compared() -> dict[str, Any] | None:
+            s = shadow_of(report(stack), "sentiment-v5")
+            return s if s is not None and s["requests_compared"] >= len(texts) else None
+
+        result = wait_for(compared, what="every pair compared", timeout=20)
+        assert result["agreement_rate"] == 1.0
+        assert result["confidence_diff"]["p95"] == pytest.approx(0.0, abs=1e-4)
+        assert result["latency_ms"]["shadow"]["p99"] is not None
+
+        # The shadow now fails every request: clients never see it, the report counts it.
+        shadow_url = f"http://{services['sentiment-v5'][1]}"
+        httpx.post(f"{shadow_url}/admin/fault", json={"error_rate": 1.0}).raise_for_status()
+        httpx.delete(f"{stack.control_plane.url}/v1/models/{MODEL}/shadow/report").raise_for_status()
+        seen: Counter[tuple[int, str | None]] = Counter()
+        for text in texts:
+            r = stack.one(json={"text": text})
+            seen[(r.status_code, r.headers.get("x-model-version"))] += 1
+        assert seen == Counter({(200, "sentiment-v3"): len(texts)})
+
+        def errors_counted() -> dict[str, Any] | None:
+            s = shadow_of(report(stack), "sentiment-v5")
+            return s if s is not None and s["shadow_errors"] >= len(texts) else None
+
+        result = wait_for(errors_counted, what="every shadow error reported", timeout=20)
+        assert result["requests_compared"] == 0
+    finally:
+        for proc, _ in services.values():
+            proc.stop()
