@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from model_services.jobs.keys import Keys
 from model_services.jobs.metrics import JobMetrics
@@ -24,8 +27,16 @@ class JobSystem:
         self.settings = settings
         # A burst of submissions waits for a pooled connection (up to 5 s) instead
         # of failing; a short connect timeout makes a down Redis a quick 503.
+        # After a Redis restart every pooled connection is dead; retrying a command
+        # once or twice on a fresh connection keeps that from surfacing as a 503.
         pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=64, timeout=5, decode_responses=True, socket_connect_timeout=2.0
+            redis_url,
+            max_connections=64,
+            timeout=5,
+            decode_responses=True,
+            socket_connect_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[redis.exceptions.ConnectionError],
         )
         self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool on aclose()
         self.store = JobStore(self.client, Keys(settings.key_prefix, service.name, service.version), settings)
