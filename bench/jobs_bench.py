@@ -4,14 +4,16 @@ costs live requests.
 Arms, one run, one service (sentiment-v3, model in a worker process, 1 torch
 thread), its own redis-server (append-only, fsync every second):
 
-1. live alone       open-loop live /v1/predict at --rps for --seconds: p50/p99
-2. jobs alone       a backlog drained by the service's job workers: jobs/s
-3. live + backlog   the same live load while a backlog drains: live p50/p99 and jobs/s
+1. jobs alone       a backlog drained by the service's job workers: jobs/s
+2. per live rate (--rps, several allowed), both arms alternating for --rounds
+   rounds, each arm's latencies pooled over the rounds:
+   live alone       open-loop live /v1/predict at that rate for --seconds: p50/p99
+   live + backlog   the same live load while a backlog drains: live p50/p99 and jobs/s
 
 Goal: the backlog adds <= 10 % to live p99 (jobs only use spare batch slots).
 The load generator shares the 2-core machine with the service and Redis.
 
-    .venv/bin/python bench/jobs_bench.py [--store DIR] [--rps 150] [--seconds 8]
+    .venv/bin/python bench/jobs_bench.py [--store DIR] [--rps 80 150] [--seconds 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def start_service(model_dir: Path, redis_url: str, concurrency: int) -> tuple[su
     raise SystemExit("the model service never became ready")
 
 
-async def live_load(url: str, rps: float, seconds: float) -> dict[str, Any]:
-    """Open loop: a request every 1/rps s whatever the answers do, so latency is honest."""
+async def live_load(url: str, rps: float, seconds: float) -> tuple[list[float], int]:
+    """Open loop: a request every 1/rps s whatever the answers do, so latency is honest.
+    Returns the latencies (ms) of the answered requests and the error count."""
     latencies: list[float] = []
     errors = 0
     async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=64)) as client:
@@ -122,6 +125,10 @@ async def live_load(url: str, rps: float, seconds: float) -> dict[str, Any]:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one()))
         await asyncio.gather(*tasks)
+    return latencies, errors
+
+
+def summary(latencies: list[float], errors: int) -> dict[str, Any]:
     return {
         "requests": len(latencies) + errors,
         "errors": errors,
@@ -168,34 +175,59 @@ async def drain(r: redis.Redis) -> None:
         await asyncio.sleep(0.2)  # Redis has no event to wait on
 
 
-async def run(url: str, redis_url: str, r: redis.Redis, rps: float, seconds: float) -> dict[str, Any]:
-    await live_load(url, rps, 2)  # warm-up
-    live_alone = await live_load(url, rps, seconds)
+async def run(
+    url: str, redis_url: str, r: redis.Redis, rates: list[float], seconds: float, rounds: int
+) -> dict[str, Any]:
+    await live_load(url, rates[0], 2)  # warm-up
 
-    await fill_backlog(redis_url, 3000)
+    await fill_backlog(redis_url, 8000)
+    await asyncio.sleep(0.1)  # let the workers ramp up before the window opens
     alone_rate = await job_rate(r, min(seconds, 4.0))
     await drain(r)
 
-    # Enough backlog that it outlasts the live window even at the lone rate.
-    await fill_backlog(redis_url, int(alone_rate * (seconds + 4)) + 500)
-    rate_task = asyncio.create_task(job_rate(r, seconds))
-    live_with = await live_load(url, rps, seconds)
-    with_rate = await rate_task
-    await drain(r)
-    return {
-        "live_alone": live_alone,
-        "live_with_backlog": live_with,
-        "jobs_per_s_alone": round(alone_rate, 1),
-        "jobs_per_s_with_live": round(with_rate, 1),
-        "live_p99_increase_pct": round((live_with["p99_ms"] / live_alone["p99_ms"] - 1) * 100, 1),
-    }
+    rows: list[dict[str, Any]] = []
+    for rps in rates:
+        # The arms alternate for several rounds and each arm's latencies are
+        # pooled: this box is shared, and one arm run after the other would
+        # catch a neighbour's burst in one arm only.
+        alone: list[float] = []
+        with_backlog: list[float] = []
+        errors = [0, 0]
+        job_rates: list[float] = []
+        for _ in range(rounds):
+            await asyncio.sleep(1.0)  # the service and Redis settle between arms
+            latencies, errs = await live_load(url, rps, seconds)
+            alone += latencies
+            errors[0] += errs
+            # Enough backlog to outlast the live window (job_rate warns if not).
+            await fill_backlog(redis_url, int(alone_rate * seconds / 2) + 500)
+            rate_task = asyncio.create_task(job_rate(r, seconds))
+            latencies, errs = await live_load(url, rps, seconds)
+            with_backlog += latencies
+            errors[1] += errs
+            job_rates.append(await rate_task)
+            # Drop the rest of the backlog (XTRIM keeps the consumer group) so
+            # the next live-alone arm is really alone.
+            r.xtrim(STREAM, maxlen=0, approximate=False)
+        live_alone, live_with = summary(alone, errors[0]), summary(with_backlog, errors[1])
+        rows.append(
+            {
+                "rps": rps,
+                "live_alone": live_alone,
+                "live_with_backlog": live_with,
+                "jobs_per_s_with_live": round(sum(job_rates) / len(job_rates), 1),
+                "live_p99_increase_pct": round((live_with["p99_ms"] / live_alone["p99_ms"] - 1) * 100, 1),
+            }
+        )
+    return {"jobs_per_s_alone": round(alone_rate, 1), "rates": rows}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", type=Path, default=None, help="model store (built into a temp dir if absent)")
-    parser.add_argument("--rps", type=float, default=150.0, help="live requests per second")
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rps", type=float, nargs="+", default=[80.0, 150.0], help="live requests per second")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per arm and round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the two arms per rate")
     parser.add_argument("--jobs-concurrency", type=int, default=8)
     args = parser.parse_args()
     env = environment()
@@ -210,7 +242,7 @@ def main() -> int:
         service, url = start_service(store / "sentiment" / "sentiment-v3", redis_url, args.jobs_concurrency)
         try:
             with redis.Redis.from_url(redis_url, decode_responses=True) as r:
-                results = asyncio.run(run(url, redis_url, r, args.rps, args.seconds))
+                results = asyncio.run(run(url, redis_url, r, args.rps, args.seconds, args.rounds))
         finally:
             service.send_signal(signal.SIGTERM)
             service.wait(60)
@@ -218,18 +250,24 @@ def main() -> int:
             redis_proc.wait(10)
     data = {"environment": env, "settings": vars(args) | {"store": str(args.store)}, "results": results}
     path = write_results("jobs_bench", data)
-    la, lw = results["live_alone"], results["live_with_backlog"]
-    print("| arm | live req | live p50 ms | live p99 ms | live errors | jobs/s |")
-    print("|---|---:|---:|---:|---:|---:|")
-    print(
-        f"| live alone ({args.rps:g} rps) | {la['requests']} | {la['p50_ms']} | {la['p99_ms']} | {la['errors']} | - |"
-    )
-    print(f"| jobs alone (backlog) | - | - | - | - | {results['jobs_per_s_alone']} |")
-    print(
-        f"| live + job backlog | {lw['requests']} | {lw['p50_ms']} | {lw['p99_ms']} | {lw['errors']} "
-        f"| {results['jobs_per_s_with_live']} |"
-    )
-    print(f"\nlive p99 change with a backlog: {results['live_p99_increase_pct']:+.1f}% (goal <= +10%)  -> {path}")
+    print("| live rate | arm | live req | live p50 ms | live p99 ms | live errors | jobs/s |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    print(f"| 0 | jobs alone (backlog) | - | - | - | - | {results['jobs_per_s_alone']} |")
+    for row in results["rates"]:
+        la, lw = row["live_alone"], row["live_with_backlog"]
+        print(
+            f"| {row['rps']:g} | live alone | {la['requests']} | {la['p50_ms']} | {la['p99_ms']} | {la['errors']} | - |"
+        )
+        print(
+            f"| {row['rps']:g} | live + job backlog | {lw['requests']} | {lw['p50_ms']} | {lw['p99_ms']} "
+            f"| {lw['errors']} | {row['jobs_per_s_with_live']} |"
+        )
+    print()
+    for row in results["rates"]:
+        print(
+            f"live p99 change with a backlog at {row['rps']:g} rps: {row['live_p99_increase_pct']:+.1f}% (goal <= +10%)"
+        )
+    print(f"-> {path}")
     return 0
 
 

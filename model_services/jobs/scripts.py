@@ -50,7 +50,9 @@ return {"created", ARGV[1]}
 """
 
 # KEYS: job, stream, dead, stats. ARGV: entry, group, worker, now, max_attempts,
-# timeout_s, ttl_ms. -> {"run", text, queued_at, attempts, reclaimed} | {"skip", why} | {"dead", error}
+# timeout_s, ttl_ms. -> {"run", text, queued_at, attempts, reclaimed, callback_url} | {"skip", why}
+# | {"dead", error}. The callback URL rides along so a job without one needs no
+# second read of its record after it finishes.
 START = (
     _COMMON
     + """
@@ -88,7 +90,8 @@ if status == "running" then
 end
 redis.call("HSET", KEYS[1], "status", "running", "started_at", ARGV[4], "worker", ARGV[3],
   "attempts", attempts + 1)
-return {"run", redis.call("HGET", KEYS[1], "text"), tostring(queued_at), tostring(attempts + 1), reclaimed}
+return {"run", redis.call("HGET", KEYS[1], "text"), tostring(queued_at), tostring(attempts + 1), reclaimed,
+  redis.call("HGET", KEYS[1], "callback_url") or ""}
 """
 )
 

@@ -21,6 +21,10 @@ class JobSettings:
     # Jobs one replica has in flight at once; also the largest job-only batch,
     # which bounds how long a live request can wait behind jobs.
     concurrency: int = 4
+    # While live traffic flows, jobs one replica starts per second at most: job
+    # bookkeeping shares the event loop and cores with live requests, so this
+    # caps the share it takes (see runner.LivePacer).
+    live_jobs_per_s: float = 100.0
     # Standard Webhooks signing secret (``whsec_<base64>`` or raw text); None: unsigned.
     webhook_secret: str | None = None
     webhook_attempts: int = 5
@@ -35,6 +39,7 @@ class JobSettings:
             "jobs max_attempts >= 1": self.max_attempts >= 1,
             "jobs visibility_timeout_s > 0": self.visibility_timeout_s > 0,
             "jobs concurrency >= 1": self.concurrency >= 1,
+            "jobs live_jobs_per_s > 0": self.live_jobs_per_s > 0,
             "jobs webhook_attempts >= 1": self.webhook_attempts >= 1,
             "jobs webhook_backoff_s >= 0": self.webhook_backoff_s >= 0,
         }

@@ -40,6 +40,7 @@ class Started:
     attempts: int = 0
     reclaimed: bool = False
     detail: str = ""
+    callback_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,10 @@ class JobStore:
                 raise
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, str]]:
-        """New entries for this consumer: (entry id, job id)."""
-        reply: Any = await self.client.xreadgroup(GROUP, consumer, {self.keys.stream: ">"}, count=count, block=block_ms)
+        """New entries for this consumer: (entry id, job id). ``block_ms`` <= 0
+        does not block (Redis reads BLOCK 0 as "forever", so it is left out)."""
+        block = block_ms if block_ms > 0 else None
+        reply: Any = await self.client.xreadgroup(GROUP, consumer, {self.keys.stream: ">"}, count=count, block=block)
         return [(entry, fields.get("job", "")) for _, entries in reply or [] for entry, fields in entries]
 
     async def reclaim(self, consumer: str, count: int) -> list[tuple[str, str]]:
@@ -165,9 +168,9 @@ class JobStore:
         if entries:
             await self.client.xclaim(self.keys.stream, GROUP, consumer, 0, list[Any](entries), justid=True)
 
-    async def start(self, entry: str, job_id: str, consumer: str) -> Started:
+    def _start_call(self, entry: str, job_id: str, consumer: str, client: Any) -> Any:
         k = self.keys
-        reply = await self._start(
+        return self._start(
             keys=[k.job(job_id), k.stream, k.dead, k.stats],
             args=[
                 entry,
@@ -178,19 +181,48 @@ class JobStore:
                 self.settings.timeout_s,
                 self._ttl_ms,
             ],
+            client=client,
         )
+
+    @staticmethod
+    def _started(reply: Any) -> Started:
         kind = str(reply[0])
         if kind == "run":
-            return Started("run", str(reply[1]), float(reply[2]), int(reply[3]), reply[4] == "1")
+            callback = str(reply[5]) if len(reply) > 5 else ""
+            return Started("run", str(reply[1]), float(reply[2]), int(reply[3]), reply[4] == "1", callback_url=callback)
         return Started(kind, detail=str(reply[1]))
 
-    async def complete(self, entry: str, job_id: str, result: dict[str, Any], seconds: float) -> bool:
+    async def start(self, entry: str, job_id: str, consumer: str) -> Started:
+        return self._started(await self._start_call(entry, job_id, consumer, None))
+
+    async def start_many(self, entries: list[tuple[str, str]], consumer: str) -> list[Started]:
+        """START for several entries in one round trip (a pipeline, not a
+        transaction: each script is atomic by itself, which is all a job needs)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry, job_id in entries:
+                await self._start_call(entry, job_id, consumer, pipe)
+            replies = await pipe.execute()
+        return [self._started(reply) for reply in replies]
+
+    def _complete_call(self, entry: str, job_id: str, result: dict[str, Any], seconds: float, client: Any) -> Any:
         k = self.keys
-        stored = await self._complete(
+        return self._complete(
             keys=[k.job(job_id), k.stream, k.stats],
             args=[entry, GROUP, repr(time.time()), json.dumps(result), self._ttl_ms, repr(seconds)],
+            client=client,
         )
-        return bool(int(stored))
+
+    async def complete(self, entry: str, job_id: str, result: dict[str, Any], seconds: float) -> bool:
+        return bool(int(await self._complete_call(entry, job_id, result, seconds, None)))
+
+    async def complete_many(self, done: list[tuple[str, str, dict[str, Any], float]]) -> list[bool]:
+        """COMPLETE for several jobs in one round trip; replaying it is harmless
+        (a completed job stores nothing), so a retry after a lost reply is safe."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry, job_id, result, seconds in done:
+                await self._complete_call(entry, job_id, result, seconds, pipe)
+            replies = await pipe.execute()
+        return [bool(int(reply)) for reply in replies]
 
     async def fail(self, entry: str, job_id: str, error: dict[str, str]) -> str:
         k = self.keys

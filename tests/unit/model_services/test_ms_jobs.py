@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from model_services.jobs.runner import LivePacer, spare_share
 from model_services.jobs.settings import JobSettings
 from model_services.jobs.views import job_view
 from model_services.jobs.webhooks import sign, verify
@@ -57,3 +58,37 @@ async def test_jobs_answer_503_without_redis(make_harness: Callable[..., Any]) -
         assert (await h.client.get("/v1/jobs/x")).json()["code"] == "jobs_disabled"
         assert (await h.client.get("/admin/jobs/dead-letters")).status_code == 503
         assert (await h.client.post("/v1/predict", json={"text": "good"})).status_code == 200
+
+
+def test_live_pacer_waits_for_a_gap_between_live_requests() -> None:
+    pacer = LivePacer(jobs_per_s=100.0, gap_s=0.002, poll_s=0.001)
+    assert pacer.wait_s(quiet_s=0.0, now=10.0) == 0.002  # live work queued: a whole gap
+    assert pacer.wait_s(quiet_s=0.0005, now=10.0) == pytest.approx(0.0015)  # the rest of the gap
+    assert pacer.wait_s(quiet_s=0.003, now=10.0) == 0.0  # a gap, nothing started yet: go
+
+
+def test_live_pacer_spaces_chunks_to_the_budget() -> None:
+    pacer = LivePacer(jobs_per_s=100.0, gap_s=0.002)
+    pacer.started(4, now=10.0)  # 4 jobs at 100/s: the next chunk 40 ms later
+    assert pacer.wait_s(quiet_s=1.0, now=10.01) == pytest.approx(0.03)
+    assert pacer.wait_s(quiet_s=1.0, now=10.04) == 0.0
+    # The budget never overrides the gap rule.
+    assert pacer.wait_s(quiet_s=0.0, now=10.05) > 0
+
+
+def test_settings_reject_a_zero_live_budget() -> None:
+    with pytest.raises(ValueError, match="live_jobs_per_s > 0"):
+        JobSettings(live_jobs_per_s=0)
+
+
+def test_live_budget_follows_the_measured_spare_cpu() -> None:
+    assert spare_share(0.1, reserve=0.2) == 0.0  # busier than the reserve: nothing spare
+    assert spare_share(0.6, reserve=0.2) == pytest.approx(0.5)
+    assert spare_share(1.0, reserve=0.2) == 1.0
+    pacer = LivePacer(jobs_per_s=100.0, min_jobs_per_s=5.0)
+    pacer.measured(0.0)  # the cores are busy: only the floor, jobs still progress
+    assert pacer.jobs_per_s == 5.0
+    pacer.started(5, now=0.0)
+    assert pacer.wait_s(quiet_s=1.0, now=0.5) == pytest.approx(0.5)  # 5 jobs at 5/s
+    pacer.measured(1.0)  # an idle machine: the whole budget
+    assert pacer.jobs_per_s == 100.0
