@@ -5,6 +5,8 @@ served once as production ``sentiment-v3`` and once as the shadow ``sentiment-v5
 both reporting their answers to the control plane's shadow collector):
 
 * ``none``        Envoy -> sentiment-v3 (no mirror)
+* ``mirror, no capture``  the same mirrored copy to sentiment-v6, an identical
+                  service that reports nothing: the cost of mirroring alone
 * ``mirror 100%`` Envoy -> sentiment-v3, and a mirrored copy of every request to
                   sentiment-v5; the control plane pairs the answers
 
@@ -41,7 +43,7 @@ from tests.support.procs import Process
 MODEL = "sentiment"
 
 
-def policy(listener: int, prod: str, shadow: str) -> str:
+def policy(listener: int, prod: str, shadow: str, silent: str) -> str:
     return f"""\
 apiVersion: switchyard/v1
 kind: Gateway
@@ -55,11 +57,12 @@ spec:
   versions:
     sentiment-v3: {{endpoints: ["{prod}"]}}
     sentiment-v5: {{endpoints: ["{shadow}"]}}
+    sentiment-v6: {{endpoints: ["{silent}"]}}
   traffic: {{sentiment-v3: 100}}
 """
 
 
-def model_service(store: Path, version: str, workdir: Path, report_url: str) -> tuple[Process, str]:
+def model_service(store: Path, version: str, workdir: Path, report_url: str | None) -> tuple[Process, str]:
     port = free_port()
     proc = Process(
         [
@@ -67,8 +70,8 @@ def model_service(store: Path, version: str, workdir: Path, report_url: str) -> 
             "--model-dir", str(store / "sentiment" / "sentiment-v3"),
             "--served-version", version,
             "--host", "127.0.0.1", "--port", str(port),
-            "--report-url", report_url,
-            # Two services share two cores: one torch thread each, or each oversubscribes both.
+            *(["--report-url", report_url] if report_url else []),
+            # Services share two cores: one torch thread each, or each oversubscribes both.
             "--num-threads", "1",
             "--log-level", "warning",
         ],
@@ -85,12 +88,12 @@ def ready(address: str) -> bool:
         return False
 
 
-def set_mirror(admin: str, on: bool) -> None:
+def set_mirror(admin: str, version: str | None) -> None:
     url = f"{admin}/v1/models/{MODEL}/shadow"
-    if on:
-        response = httpx.put(url, json={"version": "sentiment-v5", "percent": 100}, timeout=30)
-    else:
-        response = httpx.delete(url, timeout=30)
+    response = httpx.delete(url, timeout=30)  # one mirror at a time
+    response.raise_for_status()
+    if version is not None:
+        response = httpx.put(url, json={"version": version, "percent": 100}, timeout=30)
     response.raise_for_status()
 
     def synced() -> bool:
@@ -120,11 +123,14 @@ def main() -> None:
         cp = envoy = None
         try:
             # The control plane first: the services report to its admin API.
-            (policies / "p.yaml").write_text(policy(listener, "127.0.0.1:1", "127.0.0.1:2"))
+            (policies / "p.yaml").write_text(policy(listener, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"))
             cp = ControlPlaneProcess(policies, work)
             admin = f"http://127.0.0.1:{cp.admin_port}"
+            reports = f"{admin}/v1/shadow/reports"
             services = {
-                v: model_service(store, v, work, f"{admin}/v1/shadow/reports") for v in ("sentiment-v3", "sentiment-v5")
+                "sentiment-v3": model_service(store, "sentiment-v3", work, reports),
+                "sentiment-v5": model_service(store, "sentiment-v5", work, reports),
+                "sentiment-v6": model_service(store, "sentiment-v6", work, None),
             }
             procs = [p for p, _ in services.values()]
             for proc, address in services.values():
@@ -135,7 +141,9 @@ def main() -> None:
                     interval=0.2,
                     process=proc,
                 )
-            (policies / "p.yaml").write_text(policy(listener, services["sentiment-v3"][1], services["sentiment-v5"][1]))
+            (policies / "p.yaml").write_text(
+                policy(listener, *(services[v][1] for v in ("sentiment-v3", "sentiment-v5", "sentiment-v6")))
+            )
             envoy = AdsEnvoy(cp.xds_port, work)
             url = f"http://127.0.0.1:{listener}/v1/predict"
             body = json.dumps({"text": "The battery died after two days, very disappointed"}).encode()
@@ -149,10 +157,11 @@ def main() -> None:
 
             wait_until(routed, 30, "routing")
 
-            results: dict[str, list[Result]] = {"none": [], "mirror 100%": []}
+            arms = {"none": None, "mirror, no capture": "sentiment-v6", "mirror 100%": "sentiment-v5"}
+            results: dict[str, list[Result]] = {arm: [] for arm in arms}
             for _ in range(rounds):
-                for arm in results:
-                    set_mirror(admin, arm != "none")
+                for arm, mirror in arms.items():
+                    set_mirror(admin, mirror)
                     result = asyncio.run(run(url, args.rate, duration, method="POST", headers=headers, body=body))
                     results[arm].append(result)
             report = httpx.get(f"{admin}/v1/models/{MODEL}/shadow/report", timeout=10).json()
@@ -181,7 +190,8 @@ def main() -> None:
                 "non_2xx": sum(n for r in rs for s, n in r.statuses.items() if not 200 <= s < 300),
             }
         )
-    ratio = rows[1]["p99_ms"] / rows[0]["p99_ms"]
+    ratio = rows[2]["p99_ms"] / rows[0]["p99_ms"]
+    ratio_no_capture = rows[1]["p99_ms"] / rows[0]["p99_ms"]
     shadow: dict[str, Any] = next((s for s in report["shadows"] if s["version"] == "sentiment-v5"), {})
     print("| arm | rate (req/s) | requests | p50 ms | p90 ms | p99 ms | errors | non-2xx |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -190,7 +200,10 @@ def main() -> None:
             f"| {r['arm']} | {r['rate']:.0f} | {r['requests']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['errors']} | {r['non_2xx']} |"
         )
-    print(f"\np99 ratio mirror/none: {ratio:.2f} (goal <= 1.10); rounds {rounds} x {duration:g} s per arm")
+    print(
+        f"\np99 ratio mirror/none: {ratio:.2f} (goal <= 1.10); mirroring without capture: {ratio_no_capture:.2f};"
+        f" rounds {rounds} x {duration:g} s per arm"
+    )
     print(
         f"shadow report: {shadow.get('requests_compared')} compared, agreement {shadow.get('agreement_rate')}, "
         f"capture dropped {report.get('capture_dropped')}"
@@ -204,6 +217,7 @@ def main() -> None:
             "duration_s": duration,
             "arms": rows,
             "p99_ratio": round(ratio, 3),
+            "p99_ratio_no_capture": round(ratio_no_capture, 3),
             "goal": 1.10,
             "shadow_report": {k: v for k, v in shadow.items() if k != "disagreements"},
             "capture_dropped": report.get("capture_dropped"),
