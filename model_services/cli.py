@@ -12,7 +12,7 @@ from pathlib import Path
 def _build(args: argparse.Namespace) -> int:
     from model_services.train import build_store
 
-    results = build_store(args.out, only=args.only or None, seed=args.seed)
+    results = build_store(args.out, only=args.only or None, seed=args.seed, if_missing=args.if_missing)
     print("| version | dir | train | held-out | held-out accuracy | seconds |")
     print("|---|---|---|---|---|---|")
     for r in results:
@@ -102,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
         help="build just this version (repeatable)",
     )
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--if-missing", action="store_true", help="skip versions already in the store whose hashes verify")
     b.set_defaults(func=_build)
 
     s = sub.add_parser("serve", help="serve one version directory")

@@ -24,7 +24,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import nn
 
 from model_services import dataset
-from model_services.manifest import Manifest, hash_files, version_dir, write_manifest
+from model_services.manifest import Manifest, ManifestError, hash_files, read_manifest, version_dir, write_manifest
 from model_services.models.bag import BagClassifier
 from model_services.models.minilm import MINILM_CONFIG, MiniLMClassifier, make_head
 
@@ -239,12 +239,29 @@ def build_v4(out_dir: Path, train: Sequence[dataset.Example], heldout: Sequence[
 _BUILDERS = {"sentiment-v3": build_v3, "sentiment-v4": build_v4}
 
 
-def build_store(store: Path, *, only: Sequence[str] | None = None, seed: int = 0) -> list[BuildResult]:
-    """Train the requested versions into ``store/sentiment/<version>/``."""
+def _present(directory: Path) -> bool:
+    try:
+        read_manifest(directory, verify=True)
+    except (ManifestError, OSError):
+        return False
+    return True
+
+
+def build_store(
+    store: Path, *, only: Sequence[str] | None = None, seed: int = 0, if_missing: bool = False
+) -> list[BuildResult]:
+    """Train the requested versions into ``store/sentiment/<version>/``.
+
+    ``if_missing`` skips versions already in the store whose manifest hashes
+    verify: a container that builds the store at every start then trains once,
+    and never swaps a version out from under servers that are using it.
+    """
     wanted = list(only) if only else list(VERSIONS)
     unknown = sorted(set(wanted) - set(VERSIONS))
     if unknown:
         raise ValueError(f"unknown version(s) {unknown}; known: {list(VERSIONS)}")
+    if if_missing:
+        wanted = [v for v in wanted if not _present(version_dir(store, MODEL_NAME, v))]
     examples = dataset.load()
     train, heldout = dataset.split(examples, seed=seed)
     results = []

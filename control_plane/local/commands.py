@@ -17,7 +17,8 @@ DRAIN_GRACE_S = 2.0
 
 
 def build_store(python: str, out: str | Path) -> list[str]:
-    return [python, "-m", "model_services", "build", "--out", str(out)]
+    # --if-missing: a restart (or `docker compose up` again) does not retrain or swap versions.
+    return [python, "-m", "model_services", "build", "--out", str(out), "--if-missing"]
 
 
 def model_service(
