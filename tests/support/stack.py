@@ -129,20 +129,25 @@ def retarget(stack: Stack, text: str, addresses: dict[str, str]) -> None:
 
     Envoy keeps a host removed by EDS while it still passes active health checks,
     so the replaced upstreams first turn unready; this returns once Envoy's
-    clusters hold only the new hosts.
+    clusters hold only the new hosts and those have passed their first check.
     """
     for version, address in addresses.items():
         text = text.replace(stack.upstreams[version].address, address)
         stack.upstreams[version].ready = False
     stack.apply(text)
 
-    def only_new() -> bool:
+    def only_new_and_healthy() -> bool:
         lines = httpx.get(f"{stack.envoy.admin}/clusters", timeout=5).text.splitlines()
         for version, address in addresses.items():
             prefix = f"sentiment/{version}::"
-            hosts = {line.split("::")[1] for line in lines if line.startswith(prefix) and "::health_flags::" in line}
-            if hosts != {address}:
+            flags = {
+                line.split("::")[1]: line.rsplit("::", 1)[-1]
+                for line in lines
+                if line.startswith(prefix) and "::health_flags::" in line
+            }
+            # A new host takes traffic only after its first active health check passes.
+            if flags != {address: "healthy"}:
                 return False
         return True
 
-    wait_for(only_new, what="Envoy to drop the replaced upstreams")
+    wait_for(only_new_and_healthy, what="Envoy to drop the replaced upstreams and pass the new ones' checks")
