@@ -6,7 +6,7 @@ finish on the event loop that owns the controller and the rollout runner.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 
@@ -29,36 +29,16 @@ async def status(name: str, request: Request, who: Reader) -> dict[str, Any]:
     return runner(request).view(name)
 
 
-@router.post("/{name}/rollout/start", summary="Start rolling out spec.canary.candidate, step by step")
-async def start(name: str, request: Request, who: Operator) -> dict[str, Any]:
+Verb = Literal["start", "pause", "resume", "abort", "promote"]
+
+
+@router.post(
+    "/{name}/rollout/{verb}",
+    summary="start: roll spec.canary.candidate out step by step; pause: hold the current step; "
+    "resume: continue with a fresh interval; abort: all traffic back to the baseline now; "
+    "promote: all traffic to the candidate now",
+)
+async def act(name: str, verb: Verb, request: Request, who: Operator) -> dict[str, Any]:
     r = runner(request)
-    r.start(name, who.name)
-    return r.view(name)
-
-
-@router.post("/{name}/rollout/pause", summary="Hold the current step (checks stop until resumed)")
-async def pause(name: str, request: Request, who: Operator) -> dict[str, Any]:
-    r = runner(request)
-    r.pause(name, who.name)
-    return r.view(name)
-
-
-@router.post("/{name}/rollout/resume", summary="Continue a paused rollout with a fresh interval")
-async def resume(name: str, request: Request, who: Operator) -> dict[str, Any]:
-    r = runner(request)
-    r.resume(name, who.name)
-    return r.view(name)
-
-
-@router.post("/{name}/rollout/abort", summary="Send all traffic back to the baseline now")
-async def abort(name: str, request: Request, who: Operator) -> dict[str, Any]:
-    r = runner(request)
-    r.abort(name, who.name)
-    return r.view(name)
-
-
-@router.post("/{name}/rollout/promote", summary="Send all traffic to the candidate now")
-async def promote(name: str, request: Request, who: Operator) -> dict[str, Any]:
-    r = runner(request)
-    r.promote(name, who.name)
+    getattr(r, verb)(name, who.name)  # each verb is a RolloutRunner method (name, who)
     return r.view(name)

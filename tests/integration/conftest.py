@@ -17,3 +17,13 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture
+def fresh_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A state-of-the-world stack for one test alone."""
+    stack = Stack(tmp_path, delta=False)
+    try:
+        yield stack
+    finally:
+        stack.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +51,8 @@ def split_history(stack: Stack) -> list[tuple[str, dict[str, int]]]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path, delta=False)
-    try:
-        yield s
-    finally:
-        s.close()
+def stack(fresh_stack: Stack) -> Stack:
+    return fresh_stack  # these tests change upstreams and state: a stack of their own each
 
 
 def test_healthy_candidate_is_promoted_step_by_step_across_a_restart(stack: Stack) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,8 @@ def shadow_of(result: dict[str, Any], version: str) -> dict[str, Any] | None:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path, delta=False)
-    try:
-        yield s
-    finally:
-        s.close()
+def stack(fresh_stack: Stack) -> Stack:
+    return fresh_stack  # these tests change upstreams and state: a stack of their own each
 
 
 def flips(text: str) -> bool:

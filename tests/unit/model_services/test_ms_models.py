@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from model_services.handler import TextClassifierHandler, load_model
 from model_services.models.bag import BagClassifier
 from model_services.models.minilm import MiniLMClassifier
-from model_services.package import package_model
+from model_services.package import ModuleFormat, package_model
 from model_services.train import build_store
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,19 +97,14 @@ def _v3_module(v3_dir: Path) -> BagClassifier:
     return module
 
 
-def test_user_torch_export_model_is_served(v3_dir: Path, tmp_path: Path) -> None:
-    module = _v3_module(v3_dir)
-    example = (torch.ones(2, 5, dtype=torch.int64), torch.ones(2, 5, dtype=torch.int64))
-    batch, tokens = torch.export.Dim("batch", min=1), torch.export.Dim("tokens", min=1)
-    dims = {0: batch, 1: tokens}
-    program = torch.export.export(module, example, dynamic_shapes=(dims, dims))
-    torch.export.save(program, str(tmp_path / "model.pt2"))
+def assert_packaged_serves_like_v3(v3_dir: Path, module_file: Path, module_format: ModuleFormat) -> None:
+    """Package a user's model file with v3's tokenizer; it must answer exactly like v3."""
     out = package_model(
-        store=tmp_path / "store",
+        store=module_file.parent / "store",
         name="mine",
-        version="mine-export",
-        module_file=tmp_path / "model.pt2",
-        module_format="torch-export",
+        version=f"mine-{module_format}",
+        module_file=module_file,
+        module_format=module_format,
         tokenizer_file=v3_dir / "tokenizer.json",
         labels=["negative", "positive"],
         max_length=256,
@@ -117,6 +112,16 @@ def test_user_torch_export_model_is_served(v3_dir: Path, tmp_path: Path) -> None
     served = load_model(out, torch.device("cpu")).handler
     reference = load_model(v3_dir, torch.device("cpu")).handler
     np.testing.assert_allclose(served.predict(TEXTS), reference.predict(TEXTS), atol=1e-6)
+
+
+def test_user_torch_export_model_is_served(v3_dir: Path, tmp_path: Path) -> None:
+    module = _v3_module(v3_dir)
+    example = (torch.ones(2, 5, dtype=torch.int64), torch.ones(2, 5, dtype=torch.int64))
+    batch, tokens = torch.export.Dim("batch", min=1), torch.export.Dim("tokens", min=1)
+    dims = {0: batch, 1: tokens}
+    program = torch.export.export(module, example, dynamic_shapes=(dims, dims))
+    torch.export.save(program, str(tmp_path / "model.pt2"))
+    assert_packaged_serves_like_v3(v3_dir, tmp_path / "model.pt2", "torch-export")
 
 
 def test_user_torchscript_model_is_served(v3_dir: Path, tmp_path: Path) -> None:
@@ -127,16 +132,4 @@ def test_user_torchscript_model_is_served(v3_dir: Path, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(module, example)
         torch.jit.save(scripted, str(tmp_path / "model.pt"))
-    out = package_model(
-        store=tmp_path / "store",
-        name="mine",
-        version="mine-ts",
-        module_file=tmp_path / "model.pt",
-        module_format="torchscript",
-        tokenizer_file=v3_dir / "tokenizer.json",
-        labels=["negative", "positive"],
-        max_length=256,
-    )
-    served = load_model(out, torch.device("cpu")).handler
-    reference = load_model(v3_dir, torch.device("cpu")).handler
-    np.testing.assert_allclose(served.predict(TEXTS), reference.predict(TEXTS), atol=1e-6)
+    assert_packaged_serves_like_v3(v3_dir, tmp_path / "model.pt", "torchscript")
