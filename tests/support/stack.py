@@ -84,7 +84,12 @@ class Stack:
             )
             return status if ok else None
 
-        return wait_for(synced, what="Envoy to ACK the current snapshot")
+        try:
+            return wait_for(synced, what="Envoy to ACK the current snapshot")
+        except TimeoutError as exc:  # say what the control plane saw: which type is stuck where
+            status = self.control_plane.status()
+            seen = {k: status[k] for k in ("snapshot_version", "envoys", "rejected_snapshots")}
+            raise TimeoutError(f"{exc}; control plane status: {dump(seen)}") from exc
 
     # -- traffic --------------------------------------------------------------------
 
