@@ -1,7 +1,14 @@
-"""The audit log: one JSON line per mutating admin call, accepted or rejected.
+"""The audit log: every mutating admin call and rollout transition, accepted or rejected.
 
-Append-only in the state directory, fsynced per line, so it survives restarts
-and crashes (a torn last line is skipped when reading).
+Append-only JSON lines in the state directory, fsynced per line, so it survives
+restarts and crashes (a torn last line is skipped when reading).
+
+A change is recorded *before* it is applied: ``begin`` writes its intent (who,
+what, the request), and the outcome follows as a second line with the same id.
+A process killed between the two leaves an intent with no outcome, which
+``read`` reports as ``"outcome": "unknown"``: an applied change can never be
+missing from the log, at worst its result is. Calls refused before anything
+could be applied are one ``append``.
 """
 
 from __future__ import annotations
@@ -9,14 +16,28 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+UNKNOWN_REASON = (
+    "no outcome was recorded: the control plane stopped during this change, which may or may not have been"
+    " applied (the policy file and `switchyard history` tell)"
+)
 
 
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    def begin(self, *, who: str, action: str, model: str | None, request: Any) -> AuditEntry:
+        """Record the intent of a change about to be applied; finish it with the entry's methods."""
+        entry = AuditEntry(self, uuid.uuid4().hex, model)
+        self._write(
+            {"id": entry.id, "phase": "intent", "who": who, "action": action, "model": model, "request": request}
+        )
+        return entry
 
     def append(
         self,
@@ -32,21 +53,22 @@ class AuditLog:
         snapshot_version: str | None = None,
         reason: str | None = None,
     ) -> dict[str, Any]:
+        """One complete record, for a call that was decided without applying anything."""
+        return self._write(
+            {
+                "id": uuid.uuid4().hex,
+                "phase": "complete",
+                "who": who,
+                "action": action,
+                "model": model,
+                "request": request,
+                **_outcome(accepted, status, old, new, snapshot_version, reason),
+            }
+        )
+
+    def _write(self, fields: dict[str, Any]) -> dict[str, Any]:
         now = time.time()
-        record = {
-            "at": now,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-            "who": who,
-            "action": action,
-            "model": model,
-            "request": request,
-            "accepted": accepted,
-            "status": status,
-            "old": old,
-            "new": new,
-            "snapshot_version": snapshot_version,
-            "reason": reason,
-        }
+        record = {"at": now, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), **fields}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
         with self.path.open("a", encoding="utf-8") as handle:
@@ -56,16 +78,93 @@ class AuditLog:
         return record
 
     def read(self, *, model: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Newest first, at most ``limit`` records, optionally only those about ``model``."""
+        """Newest first, at most ``limit`` records, optionally only those about ``model``.
+
+        An intent and its outcome come back as one record; an intent whose
+        outcome was never written has ``accepted: null`` and ``outcome: unknown``.
+        """
         if not self.path.exists():
             return []
-        newest: deque[dict[str, Any]] = deque(maxlen=limit)
+        # An outcome follows its intent closely (a change is applied without
+        # awaiting anything), so a little more than `limit` records suffices.
+        kept: deque[str] = deque()
+        records: dict[str, dict[str, Any]] = {}
         with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
+            for number, line in enumerate(handle):
                 try:
                     record = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(record, dict) and (model is None or record.get("model") == model):
-                    newest.append(record)
+                if not isinstance(record, dict) or (model is not None and record.get("model") != model):
+                    continue
+                key = str(record.get("id") or f"line-{number}")
+                if record.get("phase") == "outcome":
+                    if key in records:
+                        records[key].update(_outcome_fields(record))
+                    continue
+                records[key] = _as_read(record)
+                kept.append(key)
+                if len(kept) > limit + 64:
+                    del records[kept.popleft()]
+        newest = [records[key] for key in list(kept)[-limit:]]
         return list(reversed(newest))
+
+
+class AuditEntry:
+    """A change whose intent is in the log; exactly one of the methods records how it ended."""
+
+    def __init__(self, log: AuditLog, entry_id: str, model: str | None) -> None:
+        self._log = log
+        self.id = entry_id
+        self._model = model
+
+    def accepted(
+        self,
+        *,
+        status: int = 200,
+        old: Any = None,
+        new: Any = None,
+        snapshot_version: str | None = None,
+        reason: str | None = None,
+        action: str | None = None,
+    ) -> None:
+        self._finish(_outcome(True, status, old, new, snapshot_version, reason), action)
+
+    def rejected(self, *, status: int, reason: str, action: str | None = None) -> None:
+        self._finish(_outcome(False, status, None, None, None, reason), action)
+
+    def _finish(self, outcome: dict[str, Any], action: str | None) -> None:
+        fields: dict[str, Any] = {"id": self.id, "phase": "outcome", "model": self._model, **outcome}
+        if action is not None:  # what it turned into (a rollout step that failed is "rollout-failed")
+            fields["action"] = action
+        self._log._write(fields)
+
+
+def _outcome(
+    accepted: bool, status: int, old: Any, new: Any, snapshot_version: str | None, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "accepted": accepted,
+        "outcome": "accepted" if accepted else "rejected",
+        "status": status,
+        "old": old,
+        "new": new,
+        "snapshot_version": snapshot_version,
+        "reason": reason,
+    }
+
+
+def _outcome_fields(record: dict[str, Any]) -> dict[str, Any]:
+    wanted = ("accepted", "outcome", "status", "old", "new", "snapshot_version", "reason", "action")
+    return {k: record[k] for k in wanted if k in record}
+
+
+def _as_read(record: dict[str, Any]) -> dict[str, Any]:
+    if record.get("phase") == "intent":
+        pending = _outcome(False, 0, None, None, None, UNKNOWN_REASON)
+        pending.update(accepted=None, outcome="unknown", status=None)
+        record = {**record, **pending}
+    elif "outcome" not in record:  # written before intents existed
+        record = {**record, "outcome": "accepted" if record.get("accepted") else "rejected"}
+    record.pop("phase", None)
+    return record

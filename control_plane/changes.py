@@ -14,8 +14,10 @@ two racing requests are serialised and the second sees the first's ETag.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,17 +100,44 @@ class PolicyChanges:
         self.controller = controller
         self.prober = prober
         self.history = history
+        controller.on_reverted = self._reverted
 
     # -- publishing ------------------------------------------------------------------
 
     def reload(self, *, who: str = "file", action: str = "file-edit") -> ReloadOutcome:
         """Re-read the policy files and publish; record split changes under ``who``."""
-        outcome = self.controller.reload()
+        return self._observe(self.controller.reload(), who=who, action=action)
+
+    async def reload_in_thread(self, *, who: str = "file", action: str = "file-edit") -> ReloadOutcome | None:
+        """``reload``, with the files read and validated off the event loop (xDS and the API keep going).
+
+        None when another reload published while these files were being read:
+        that one read the files later, so this result is stale (and any edit made
+        after it triggers another reload).
+        """
+        generation = self.controller.generation
+        started = time.perf_counter()
+        loaded = await asyncio.to_thread(self.controller.read)
+        if self.controller.generation != generation:
+            return None
+        outcome = self.controller.publish(loaded, read_ms=(time.perf_counter() - started) * 1000)
+        return self._observe(outcome, who=who, action=action)
+
+    def _observe(self, outcome: ReloadOutcome, *, who: str, action: str) -> ReloadOutcome:
         intent = self.controller.intent
         if outcome.accepted and intent is not None:
             self.prober.set_intent(intent)
             self.history.observe(intent, who=who, action=action, snapshot_version=outcome.snapshot_version)
         return outcome
+
+    def _reverted(self, intent: ir.RoutingIntent | None) -> None:
+        """Envoy rejected the latest snapshot and the controller went back: follow it."""
+        if intent is not None:
+            self.prober.set_intent(intent)
+            current = self.controller.cache.current
+            self.history.observe(
+                intent, who="envoy", action="envoy-rejected", snapshot_version=current.version if current else None
+            )
 
     # -- the verbs -------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import yaml
 
 from control_plane import cli_admin, cli_jobs, cli_rollout
 from control_plane.bootstrap import bootstrap_yaml
+from control_plane.controller import translation_errors
 from control_plane.local import traffic as local_traffic
 from control_plane.local import up as local_up
 from control_plane.policy.compile import to_intent
@@ -31,11 +32,16 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    # The same checks as a reload: the loader's, then a translation into Envoy
+    # resources that must serialise (what Envoy will be sent).
     try:
         policies = load_policies(args.paths)
+        problems = translation_errors(policies, to_intent(policies))
     except PolicyErrors as exc:
-        for error in exc.errors:
-            print(error)
+        problems = list(exc.errors)
+    for error in problems:
+        print(error)
+    if problems:
         return 1
     print(f"ok: {len(policies.models)} model(s) in {len(policies.files)} file(s)")
     return 0
@@ -98,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state_dir=Path(args.state_dir) if args.state_dir else None,
         envoy_admin=tuple(args.envoy_admin or ()),
         shadow_inputs=not args.shadow_no_inputs,
+        allow_empty=args.allow_empty,
     )
     return asyncio.run(serve(options))
 
@@ -168,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shadow-no-inputs", action="store_true", help="keep no inputs in shadow disagreement samples (privacy)"
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a reload that leaves no ModelRoute at all (by default it is held as a rejection,"
+        " so an emptied or unmounted policy directory cannot remove every model)",
     )
     p.set_defaults(func=cmd_serve)
 

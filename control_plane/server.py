@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from control_plane.history import History, default_state_dir
 from control_plane.policy.compile import LocalOverrides
 from control_plane.policy.endpoints import parse_endpoint
 from control_plane.rollout.runner import RolloutRunner
+from control_plane.store import remove_stale_temp_files
+from control_plane.tasks import BackgroundTasks
 from control_plane.watcher import watch_policies
 from control_plane.xds import server as ads
 from control_plane.xds.cache import SnapshotCache
@@ -57,6 +60,7 @@ class ServeOptions:
     # announce in their node metadata (an Envoy whose admin listens on 0.0.0.0 cannot).
     envoy_admin: tuple[str, ...] = ()
     shadow_inputs: bool = True  # keep the inputs of shadow disagreements in the report
+    allow_empty: bool = False  # let a reload remove every model (see policy/removals.py)
 
 
 class _OverridesFile(pydantic.BaseModel):
@@ -83,6 +87,19 @@ def load_overrides(path: Path) -> LocalOverrides:
     return LocalOverrides(listener, data.endpoints)
 
 
+def _listen(address: str, port: int) -> socket.socket:
+    """The admin API's socket, bound before anything starts, so a busy port is a clear error."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve(options: ServeOptions) -> int:
     try:
         authenticator = Authenticator(load_tokens(options.tokens) if options.tokens else None)
@@ -95,10 +112,30 @@ async def serve(options: ServeOptions) -> int:
             "admin API: no --tokens given, so it accepts unauthenticated requests; listening on %s only",
             options.admin_address,
         )
+    try:
+        admin_socket = _listen(options.admin_address, options.admin_port)
+    except OSError as exc:
+        log.error(
+            "cannot listen for the admin API on %s:%d: %s", options.admin_address, options.admin_port, exc.strerror
+        )
+        return 2
+    # No SO_REUSEPORT: a second control plane on the same port must fail, not share it.
+    grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    try:
+        grpc_server.add_insecure_port(f"{options.xds_address}:{options.xds_port}")
+    except RuntimeError:
+        log.error(
+            "cannot listen for xDS on %s:%d: address in use or not available", options.xds_address, options.xds_port
+        )
+        admin_socket.close()
+        return 2
+
     state_dir = options.state_dir or default_state_dir(options.policies)
+    for stale in remove_stale_temp_files([*options.policies, state_dir]):
+        log.warning("removed %s, left by a write that was interrupted", stale)
     cache = SnapshotCache()
     nodes = NodeRegistry()
-    controller = Controller(options.policies, cache, options.overrides)
+    controller = Controller(options.policies, cache, options.overrides, allow_empty=options.allow_empty)
     prober = HealthProber(controller.set_unready)
     changes = PolicyChanges(controller, prober, History(state_dir / "history.jsonl"))
 
@@ -109,12 +146,11 @@ async def serve(options: ServeOptions) -> int:
         prober.set_intent(controller.intent)
         await prober.probe_all()  # the first snapshot Envoy sees already knows who is ready
 
-    grpc_server = grpc.aio.server()
     ads.add_to_server(grpc_server, cache, nodes)
-    grpc_server.add_insecure_port(f"{options.xds_address}:{options.xds_port}")
     await grpc_server.start()
     log.info("xDS (ADS) listening on %s:%d", options.xds_address, options.xds_port)
 
+    tasks = BackgroundTasks()
     app = create_app(
         controller,
         cache,
@@ -126,6 +162,7 @@ async def serve(options: ServeOptions) -> int:
         state_dir=state_dir,
         envoy_admin=options.envoy_admin,
         shadow_inputs=options.shadow_inputs,
+        tasks=tasks,
     )
     rollouts: RolloutRunner = app.state.rollouts  # resumes rollouts persisted in state_dir
     admin = _EmbeddedUvicorn(
@@ -138,29 +175,28 @@ async def serve(options: ServeOptions) -> int:
         )
     )
 
-    def on_policy_change() -> None:
-        changes.reload()  # also after our own write-back: same content, same snapshot, no push
+    async def on_policy_change() -> None:
+        # Files are read and validated off the event loop; also after our own
+        # write-back: same content, same snapshot, no push.
+        await changes.reload_in_thread()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [
-        asyncio.create_task(admin.serve()),
-        asyncio.create_task(prober.run()),
-        asyncio.create_task(rollouts.run()),
-    ]
+    admin_task = tasks.start("admin-api", admin.serve(sockets=[admin_socket]))
+    admin_task.add_done_callback(lambda _: stop.set())  # without its API the process is of no use
+    tasks.start("health-prober", prober.run())
+    tasks.start("rollout-runner", rollouts.run())
     if options.watch:
-        tasks.append(asyncio.create_task(watch_policies(options.policies, on_policy_change)))
+        tasks.start("policy-watcher", watch_policies(options.policies, on_policy_change))
     log.info("admin API on http://%s:%d", options.admin_address, options.admin_port)
     await stop.wait()
     log.info("shutting down")
     admin.should_exit = True
     await grpc_server.stop(grace=1.0)
-    for task in tasks[1:]:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(asyncio.shield(admin_task), timeout=5)
+    await tasks.stop()
     await rollouts.close()
-    return 0
+    return 0 if tasks.healthy else 1

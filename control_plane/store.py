@@ -20,9 +20,10 @@ import contextlib
 import difflib
 import io
 import os
+import re
 import stat
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,30 @@ def _layout_kept(removed: list[str], added: list[str]) -> list[str]:
     if added and not added[-1].strip():
         trailing = []
     return comments + trailing
+
+
+# What write_atomic's temporary files are called: "." + the target's name + mkstemp's
+# eight random characters + ".tmp".
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temp_files(paths: Iterable[Path]) -> list[Path]:
+    """Delete temporary files a killed ``write_atomic`` left below ``paths``; return them.
+
+    Call it before anything writes (at start-up): a live write's file matches too.
+    """
+    removed: list[Path] = []
+    for root in paths:
+        if not root.is_dir():
+            continue
+        for directory, _, names in os.walk(root):
+            for name in names:
+                if _TEMP_NAME.match(name):
+                    stale = Path(directory, name)
+                    with contextlib.suppress(OSError):
+                        stale.unlink()
+                        removed.append(stale)
+    return removed
 
 
 def write_atomic(path: str | Path, text: str) -> None:

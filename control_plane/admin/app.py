@@ -18,6 +18,7 @@ from control_plane.history import History, default_state_dir
 from control_plane.rollout.metrics import EnvoyStats, envoy_admin_urls
 from control_plane.rollout.runner import RolloutRunner
 from control_plane.shadow.collector import ShadowCollector
+from control_plane.tasks import BackgroundTasks
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
 
@@ -44,6 +45,7 @@ def create_app(
     state_dir: Path | None = None,
     envoy_admin: Sequence[str] = (),
     shadow_inputs: bool = True,
+    tasks: BackgroundTasks | None = None,
 ) -> FastAPI:
     """The admin API. Without ``authenticator`` it is open (the caller keeps it on loopback)."""
     state = state_dir or default_state_dir(controller.policy_paths)
@@ -61,6 +63,7 @@ def create_app(
         audit=audit_log or AuditLog(state / "audit.jsonl"),
         authenticator=authenticator or Authenticator(None),
         metrics=collector,
+        tasks=tasks or BackgroundTasks(),
     )
     # Kept for the read-only status router, which reads these directly.
     app.state.controller = controller

@@ -14,6 +14,7 @@ from control_plane.auth import Authenticator, Identity
 from control_plane.changes import PolicyChanges
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
+from control_plane.tasks import BackgroundTasks
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
 
@@ -28,6 +29,7 @@ class AdminContext:
     audit: AuditLog
     authenticator: Authenticator
     metrics: Metrics
+    tasks: BackgroundTasks  # the process's background tasks, for /healthz
 
 
 def context(request: Request) -> AdminContext:

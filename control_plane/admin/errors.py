@@ -1,8 +1,11 @@
 """Every error is JSON with a message; no input makes the API answer 500.
 
 ``{"status": 422, "message": "what is wrong", "errors": ["detail", ...]}``.
-Mutating calls rejected before their handler runs (bad token, bad JSON) are
-audited here, so the audit log holds every attempt, not only the valid ones.
+Mutating calls rejected before their handler runs (a reader's token, bad JSON)
+are audited here, so the audit log holds every attempt by a known caller, not
+only the valid ones. Calls without a valid token (401) are only counted
+(``switchyard_admin_unauthorized_total``): anyone who can reach the port can
+send them, and auditing each would let them grow the audit log without bound.
 """
 
 from __future__ import annotations
@@ -61,7 +64,9 @@ def _respond(
 ) -> JSONResponse:
     mutation = mutation_of(request)
     admin = getattr(request.app.state, "admin", None)
-    if mutation is not None and admin is not None:
+    if status == 401 and admin is not None:
+        admin.metrics.unauthorized.inc()
+    elif mutation is not None and admin is not None:
         who = _identify(request)
         action, model = mutation
         admin.audit.append(

@@ -46,6 +46,13 @@ class Metrics(NodeEvents):
             ["action", "result"],
             registry=self.registry,
         )
+        # Counted, not audited: anyone who can reach the port can send them, and one
+        # audit line each would let them grow the audit log without bound.
+        self.unauthorized = Counter(
+            "switchyard_admin_unauthorized",
+            "Admin API calls refused for a missing or invalid bearer token (401)",
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(cache, nodes))
 
     # NodeEvents: called by the ADS server on the event loop.

@@ -19,13 +19,11 @@ from control_plane.admin.status import model_view
 from control_plane.auth import Identity
 from control_plane.changes import Change, ChangeError, etag_of, find_model
 from control_plane.policy.loader import Located
-from control_plane.policy.schema import ModelRoute
+from control_plane.policy.schema import ModelRoute, Percent, Weight
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 VersionName = Annotated[str, Field(min_length=1, max_length=253, examples=["sentiment-v4"])]
-Weight = Annotated[int, Field(strict=True, ge=0, le=100)]
-Percent = Annotated[float, Field(strict=True, gt=0, le=100)]
 IfMatch = Annotated[
     str | None,
     Header(description="The model's ETag from a GET; a stale one gets 412 and changes nothing"),
@@ -114,28 +112,15 @@ def _run(
     response: Response,
     change: Callable[[], Change],
 ) -> dict[str, Any]:
-    """Make the change, audit it either way, and describe the result."""
+    """Make the change, audited first (the intent) and after (the outcome), and describe the result."""
+    audit = ctx.audit.begin(who=who.name, action=action, model=model, request=request)
     try:
         result = change()
     except ChangeError as exc:
-        ctx.audit.append(
-            who=who.name,
-            action=action,
-            model=model,
-            request=request,
-            accepted=False,
-            status=exc.status,
-            reason="; ".join([exc.message, *exc.errors]),
-        )
+        audit.rejected(status=exc.status, reason="; ".join([exc.message, *exc.errors]))
         ctx.metrics.changes.labels(action, "rejected").inc()
         raise
-    ctx.audit.append(
-        who=who.name,
-        action=action,
-        model=model,
-        request=request,
-        accepted=True,
-        status=200,
+    audit.accepted(
         old=result.old.to_json(),
         new=result.new.to_json(),
         snapshot_version=result.snapshot_version,

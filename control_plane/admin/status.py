@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
-from control_plane.admin.context import identity
+from control_plane.admin.context import context, identity
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
 from control_plane.ir import Model
@@ -23,9 +23,17 @@ def _state(request: Request) -> tuple[Controller, SnapshotCache, NodeRegistry, H
     return app.controller, app.cache, app.nodes, app.prober
 
 
-@router.get("/healthz")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/healthz",
+    summary="Liveness: 503 once a background task (watcher, prober, rollouts) has died",
+    responses={503: {"description": "A background task died; the body says which and why"}},
+)
+def healthz(request: Request, response: Response) -> dict[str, Any]:
+    tasks = context(request).tasks
+    if tasks.healthy:
+        return {"status": "ok"}
+    response.status_code = 503
+    return {"status": "unhealthy", "failed_tasks": [f.to_json() for f in tasks.failures]}
 
 
 @router.get("/v1/status", dependencies=[Depends(identity)])

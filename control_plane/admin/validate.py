@@ -1,33 +1,40 @@
 """``POST /v1/validate``: a dry run of a policy document or a proposed change.
 
-Answers with the errors, or with the diff of Envoy resources it would push.
-Nothing is written and nothing is published. A request that is itself
-malformed gets a 4xx; a well-formed proposal that is invalid gets 200 with
-``valid: false``, since reporting that is what was asked for.
+Answers 200 with the diff of Envoy resources it would push, or a 4xx with
+``valid: false`` and the same ``file:line: field: message`` lines that
+``switchyard validate`` prints and a reload logs (422; 404 for an unknown model,
+409 when the files on disk are invalid). Nothing is written and nothing is
+published. The work runs in a thread, off the event loop, so a large or
+hostile document cannot stall xDS or the rest of the API (the parser's own
+limits bound how long it takes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from control_plane.admin.context import AdminContext, Context, Reader
-from control_plane.admin.models import Percent, VersionName, Weight
+from control_plane.admin.models import VersionName
 from control_plane.changes import ChangeError, Planner, mirror, promote_to, shift_to, unmirror
+from control_plane.controller import translation_errors
 from control_plane.ir import RoutingIntent
 from control_plane.policy.compile import to_intent, with_endpoints
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import PolicySet, load_texts, policy_files
+from control_plane.policy.removals import removal_errors
+from control_plane.policy.schema import Percent, Weight
+from control_plane.policy.yaml_source import MAX_FILE_BYTES
 from control_plane.render import resources_by_type
 from control_plane.translate import translate
 
 router = APIRouter(tags=["validate"])
-
-MAX_POLICY_BYTES = 1 << 20
 
 
 class _Body(BaseModel):
@@ -70,7 +77,7 @@ ProposedChange = Annotated[
 
 
 class ValidateBody(_Body):
-    policy: str | None = Field(default=None, max_length=MAX_POLICY_BYTES, description="YAML text of one policy file")
+    policy: str | None = Field(default=None, max_length=MAX_FILE_BYTES, description="YAML text of one policy file")
     file: str | None = Field(
         default=None,
         max_length=4096,
@@ -87,24 +94,46 @@ class ValidateBody(_Body):
         return self
 
 
-@router.post("/v1/validate", summary="Dry run: errors, or the Envoy resources diff; applies nothing")
-async def validate(body: ValidateBody, ctx: Context, who: Reader) -> dict[str, Any]:
+class ValidationReport(BaseModel):
+    status: int = Field(description="The HTTP status, repeated")
+    valid: bool
+    message: str
+    errors: list[str] = Field(description="`file:line: field: message`, one per problem")
+    diff: list[dict[str, Any]] = Field(description="Per Envoy resource that would change: type, name, op, diff")
+
+
+_INVALID = {"model": ValidationReport, "description": "Invalid: `errors` says what and where"}
+
+
+@router.post(
+    "/v1/validate",
+    summary="Dry run: errors, or the Envoy resources diff; applies nothing",
+    response_model=ValidationReport,
+    responses={404: _INVALID, 409: _INVALID, 422: _INVALID},
+)
+async def validate(body: ValidateBody, ctx: Context, who: Reader) -> JSONResponse:
+    report = await asyncio.to_thread(_report, ctx, body)
+    return JSONResponse(report.model_dump(), status_code=report.status)
+
+
+def _report(ctx: AdminContext, body: ValidateBody) -> ValidationReport:
     try:
         after = _policy_set(ctx, body.policy, body.file) if body.change is None else _planned(ctx, body.change)
+        proposed = _intent(ctx, after)
+        problems = translation_errors(after, proposed)
+        if problems:
+            raise PolicyErrors(problems)
     except ChangeError as exc:
-        return {"valid": False, "message": exc.message, "errors": exc.errors or [exc.message], "diff": []}
+        return ValidationReport(
+            status=exc.status, valid=False, message=exc.message, errors=exc.errors or [exc.message], diff=[]
+        )
     except PolicyErrors as exc:
         errors = [str(e) for e in exc.errors]
-        return {"valid": False, "message": "the policies are invalid", "errors": errors, "diff": []}
-    proposed = _intent(ctx, after)
+        return ValidationReport(status=422, valid=False, message="the policies are invalid", errors=errors, diff=[])
     before = ctx.controller.intent or RoutingIntent(proposed.listener, ())
     diff = resource_diff(before, proposed, ctx.controller.unready)
-    return {
-        "valid": True,
-        "message": f"valid; {len(diff)} Envoy resource(s) would change" if diff else "valid; nothing would change",
-        "errors": [],
-        "diff": diff,
-    }
+    message = f"valid; {len(diff)} Envoy resource(s) would change" if diff else "valid; nothing would change"
+    return ValidationReport(status=200, valid=True, message=message, errors=[], diff=diff)
 
 
 def _intent(ctx: AdminContext, policies: PolicySet) -> RoutingIntent:
@@ -131,7 +160,13 @@ def _policy_set(ctx: AdminContext, text: str | None, file: str | None) -> Policy
             what = "is ambiguous" if matches else "is not one of the policy files"
             raise ChangeError(422, f"file {file!r} {what} (policy files: {known})")
         target = matches[0]
-    return load_texts({**texts, target: text})
+    after = load_texts({**texts, target: text})
+    controller = ctx.controller
+    where = str(controller.policy_paths[0]) if controller.policy_paths else "policies"
+    held = removal_errors(controller.policies, after, where=where, allow_empty=controller.allow_empty)
+    if held:
+        raise PolicyErrors(held)
+    return after
 
 
 def _planned(ctx: AdminContext, change: Any) -> PolicySet:

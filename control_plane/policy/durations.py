@@ -6,6 +6,9 @@ import re
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNIT_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+# Envoy converts durations to int64 nanoseconds and refuses 9,223,372,036 s and
+# more (protobuf's own limit, 315,576,000,000 s, is higher): about 292 years.
+MAX_DURATION_MS = 9_223_372_035_999
 
 
 def parse_duration_ms(value: object) -> int:
@@ -16,6 +19,8 @@ def parse_duration_ms(value: object) -> int:
     if match is None:
         raise ValueError(f"bad duration {value!r}: write a number with a unit, e.g. 250ms, 5s, 1m, 1h")
     millis = float(match.group(1)) * _UNIT_MS[match.group(2)]
+    if millis > MAX_DURATION_MS:
+        raise ValueError(f"bad duration {value!r}: at most {MAX_DURATION_MS // 1000}s (about 292 years)")
     if millis < 1 or millis != int(millis):
         raise ValueError(f"bad duration {value!r}: must be a whole number of milliseconds >= 1ms")
     return int(millis)

@@ -30,12 +30,10 @@ class PolicyError:
     message: str
 
     def __str__(self) -> str:
+        # Line 0: the error is about the file (or directory) as a whole.
+        origin = f"{self.file}:{self.line}" if self.line > 0 else self.file
         where = format_path(self.path)
-        return (
-            f"{self.file}:{self.line}: {where}: {self.message}"
-            if where
-            else (f"{self.file}:{self.line}: {self.message}")
-        )
+        return f"{origin}: {where}: {self.message}" if where else f"{origin}: {self.message}"
 
 
 class PolicyErrors(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,8 @@ from control_plane.policy.errors import FieldPath, PolicyError, PolicyErrors
 from control_plane.policy.schema import API_VERSION, KINDS, Fleet, Gateway, ModelRoute
 from control_plane.policy.semantic import check_model
 from control_plane.policy.yaml_source import SourceDocument, parse_documents, paused_gc
+
+log = logging.getLogger(__name__)
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 T = TypeVar("T")
@@ -86,6 +89,7 @@ class _FileResult:
     gateways: tuple[Located[Gateway], ...]
     fleets: tuple[Located[Fleet], ...]
     errors: tuple[PolicyError, ...]
+    rejected_models: tuple[str, ...] = ()  # names of ModelRoute documents that did not validate
 
 
 # Results per file, reused while the file's text is unchanged: an edit to one
@@ -107,6 +111,7 @@ def load_texts(texts: dict[str, str]) -> PolicySet:
     models: list[Located[ModelRoute]] = []
     gateways: list[Located[Gateway]] = []
     fleets: list[Located[Fleet]] = []
+    rejected: set[str] = set()
     with paused_gc():
         for file, text in texts.items():
             result = _load_file(file, text)
@@ -114,8 +119,9 @@ def load_texts(texts: dict[str, str]) -> PolicySet:
             gateways.extend(result.gateways)
             fleets.extend(result.fleets)
             errors.extend(result.errors)
+            rejected.update(result.rejected_models)
         errors.extend(_check_across(models, gateways))
-        errors.extend(_check_fleets(models, fleets))
+        errors.extend(_check_fleets(models, fleets, rejected))
     if errors:
         raise PolicyErrors(errors)
     return PolicySet(tuple(models), gateways[0] if gateways else None, tuple(texts), tuple(fleets))
@@ -126,26 +132,47 @@ def _load_file(file: str, text: str) -> _FileResult:
     if cached is not None and cached.text == text:
         _FILES.move_to_end(file)
         return cached
+    try:
+        result = _read_file(file, text)
+    except Exception as exc:  # a bug; the file is rejected, the reload still only accepts or rejects
+        log.exception("unexpected error while loading %s", file)
+        message = f"cannot load this file: internal error {type(exc).__name__}: {exc} (please report it)"
+        return _FileResult(text, (), (), (), (PolicyError(file, 1, (), message),))
+    _FILES[file] = result
+    _FILES.move_to_end(file)
+    if len(_FILES) > _FILES_MAX:
+        _FILES.popitem(last=False)
+    return result
+
+
+def _read_file(file: str, text: str) -> _FileResult:
     errors: list[PolicyError] = []
     models: list[Located[ModelRoute]] = []
     gateways: list[Located[Gateway]] = []
     fleets: list[Located[Fleet]] = []
+    rejected: list[str] = []
     docs, yaml_errors = parse_documents(text, file)
     errors.extend(yaml_errors)
     for doc in docs:
         value = _validate_cached(doc, errors)
+        if value is None and (name := _route_name(doc.data)) is not None:
+            rejected.append(name)
         if isinstance(value, ModelRoute):
             models.append(Located(value, doc))
         elif isinstance(value, Gateway):
             gateways.append(Located(value, doc))
         elif isinstance(value, Fleet):
             fleets.append(Located(value, doc))
-    result = _FileResult(text, tuple(models), tuple(gateways), tuple(fleets), tuple(errors))
-    _FILES[file] = result
-    _FILES.move_to_end(file)
-    if len(_FILES) > _FILES_MAX:
-        _FILES.popitem(last=False)
-    return result
+    return _FileResult(text, tuple(models), tuple(gateways), tuple(fleets), tuple(errors), tuple(rejected))
+
+
+def _route_name(data: Any) -> str | None:
+    """The name an invalid ModelRoute document meant to declare, if it says."""
+    if not isinstance(data, dict) or data.get("kind") != "ModelRoute":
+        return None
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _validate_cached(doc: SourceDocument, errors: list[PolicyError]) -> ModelRoute | Gateway | Fleet | None:
@@ -168,9 +195,14 @@ def _validate_cached(doc: SourceDocument, errors: list[PolicyError]) -> ModelRou
 
 def _validate_document(doc: SourceDocument, errors: list[PolicyError]) -> ModelRoute | Gateway | Fleet | None:
     def fail(path: FieldPath, message: str) -> None:
-        errors.append(PolicyError(doc.file, doc.line_of(path), path, message))
+        # A value YAML could not read was reported already; what validation says
+        # about it (missing, wrong type) would only repeat that.
+        if not any(path[: len(b)] == b for b in doc.broken):
+            errors.append(PolicyError(doc.file, doc.line_of(path), path, message))
 
     data = doc.data
+    if () in doc.broken:
+        return None
     if not isinstance(data, dict):
         fail((), f"a policy document must be a mapping, got {type(data).__name__}")
         return None
@@ -265,8 +297,14 @@ def _check_across(models: list[Located[ModelRoute]], gateways: list[Located[Gate
     return errors
 
 
-def _check_fleets(models: list[Located[ModelRoute]], fleets: list[Located[Fleet]]) -> list[PolicyError]:
-    """A Fleet runs versions of an existing ModelRoute, at most one Fleet per model."""
+def _check_fleets(
+    models: list[Located[ModelRoute]], fleets: list[Located[Fleet]], rejected: set[str]
+) -> list[PolicyError]:
+    """A Fleet runs versions of an existing ModelRoute, at most one Fleet per model.
+
+    A Fleet of a ModelRoute that is itself invalid is not checked: its errors
+    already say what to fix, and "no ModelRoute named ..." would mislead.
+    """
     errors: list[PolicyError] = []
     routes = {m.value.metadata.name: m.value for m in models}
     seen: dict[str, SourceDocument] = {}
@@ -287,6 +325,8 @@ def _check_fleets(models: list[Located[ModelRoute]], fleets: list[Located[Fleet]
             continue
         seen[name] = doc
         route = routes.get(name)
+        if route is None and name in rejected:
+            continue
         if route is None:
             errors.append(
                 PolicyError(

@@ -3,6 +3,11 @@
 Every model forbids extra keys: a misspelt field is an error, never silently
 ignored (KServe once ignored ``canaryTrafficPercent`` and users lost traffic).
 Durations are stored as integer milliseconds.
+
+Every value that lands in an Envoy field is checked against what Envoy accepts
+there (integer ranges of the protobuf field, RE2 syntax and program size,
+characters a header value may hold), so a policy that validates is a policy
+Envoy takes: a NACK is a state we handle, not a validation strategy.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pydantic import (
 
 from control_plane.policy.durations import parse_duration_ms
 from control_plane.policy.endpoints import parse_endpoint
+from control_plane.policy.regex import check_re2
 
 API_VERSION = "switchyard/v1"
 
@@ -34,8 +40,22 @@ Name = Annotated[
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", to_lower=True)]
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
 Weight = Annotated[int, Field(strict=True, ge=0, le=100)]
-Percent = Annotated[float, Field(strict=True, gt=0, le=100)]
-Count = Annotated[int, Field(strict=True, ge=1)]
+Percent = Annotated[float, Field(strict=True, gt=0, le=100, allow_inf_nan=False)]
+UINT32_MAX = 2**32 - 1  # google.protobuf.UInt32Value: thresholds and counts in Envoy
+INT64_MAX = 2**63 - 1  # envoy.type.v3.Int64Range: the content-length match
+Count = Annotated[int, Field(strict=True, ge=1, le=UINT32_MAX)]
+ContentLength = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX - 1)]  # the range's end is exclusive
+
+
+def _header_value(value: str) -> str:
+    # Envoy's HTTP_HEADER_VALUE rule (paths and header matches): a request can
+    # never carry these characters, and Envoy rejects configuration that does.
+    if "\0" in value or "\r" in value or "\n" in value:
+        raise ValueError(f"{value!r} contains NUL, CR or LF, which no HTTP header or path can hold")
+    return value
+
+
+HeaderValue = Annotated[str, AfterValidator(_header_value)]
 
 RetryOn = Literal[
     "5xx",
@@ -78,24 +98,15 @@ class ShadowSpec(Strict):
     percent: Percent = 100.0
 
 
-def _check_regex(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from None
-    return value
-
-
 def _exact_shorthand(value: Any) -> Any:
     # `x-user-tier: premium` is shorthand for `x-user-tier: {exact: premium}`.
     return {"exact": value} if isinstance(value, str) else value
 
 
 class HeaderMatchSpec(Strict):
-    exact: str | None = None
-    prefix: str | None = Field(default=None, min_length=1)
-    regex: Annotated[str | None, AfterValidator(_check_regex)] = None
+    exact: HeaderValue | None = None
+    prefix: HeaderValue | None = Field(default=None, min_length=1)
+    regex: Annotated[str, AfterValidator(check_re2)] | None = None
     present: Literal[True] | None = None
     absent: Literal[True] | None = None
 
@@ -115,8 +126,8 @@ HeaderMatch = Annotated[HeaderMatchSpec, BeforeValidator(_exact_shorthand)]
 
 class MatchSpec(Strict):
     headers: dict[HeaderName, HeaderMatch] = Field(default_factory=dict)
-    min_content_length: Annotated[int, Field(strict=True, ge=0)] | None = None
-    max_content_length: Annotated[int, Field(strict=True, ge=0)] | None = None
+    min_content_length: ContentLength | None = None
+    max_content_length: ContentLength | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> MatchSpec:
@@ -158,7 +169,7 @@ class RetrySpec(Strict):
 
 
 class HealthCheckSpec(Strict):
-    path: Annotated[str, StringConstraints(pattern=r"^/")]
+    path: Annotated[HeaderValue, StringConstraints(pattern=r"^/")]
     interval: DurationMs = 5000
     timeout: DurationMs = 1000
     healthy_threshold: Count = 1
@@ -189,9 +200,10 @@ class CanarySpec(Strict):
     step_size: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None
     max_weight: Annotated[int, Field(strict=True, ge=1, le=100)] | None = None
     interval: DurationMs = 60_000
-    max_error_rate: Annotated[float, Field(strict=True, ge=0, le=1)] = 0.01  # 5xx share, 0..1
+    max_error_rate: Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)] = 0.01  # 5xx share
     max_p99_latency: DurationMs | None = None  # absolute
-    max_p99_ratio: Annotated[float, Field(strict=True, gt=0)] | None = None  # relative to the baseline's p99
+    # relative to the baseline's p99
+    max_p99_ratio: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
     min_requests: Count = 20  # per interval; fewer is a failed check, never a pass
     failure_threshold: Count = 2  # consecutive failed checks that roll back
     progress_deadline: DurationMs = 600_000  # longest a step may go without advancing
@@ -240,8 +252,8 @@ def _check_path_prefix(value: str) -> str:
 
 class ModelRouteSpec(Strict):
     hosts: list[Annotated[str, AfterValidator(_check_domain)]] = Field(default_factory=lambda: ["*"], min_length=1)
-    path_prefix: Annotated[str, StringConstraints(pattern=r"^/"), AfterValidator(_check_path_prefix)] = "/"
-    rewrite_prefix: Annotated[str, StringConstraints(pattern=r"^/")] | None = None
+    path_prefix: Annotated[HeaderValue, StringConstraints(pattern=r"^/"), AfterValidator(_check_path_prefix)] = "/"
+    rewrite_prefix: Annotated[HeaderValue, StringConstraints(pattern=r"^/")] | None = None
     versions: dict[Name, VersionSpec] = Field(min_length=1)
     traffic: dict[Name, Weight] | None = None  # None is allowed only with a single version
     shadow: list[ShadowSpec] = Field(default_factory=list)

@@ -194,6 +194,12 @@ class RolloutRunner:
         old_weight = None if old is None else old.weight
         snapshot = None
         before = after = None
+        audit = self.audit.begin(
+            who=who,
+            action=action,
+            model=model,
+            request={"candidate": new.plan.candidate, "baseline": new.plan.baseline},
+        )
         if old is None or new.weight != old.weight:
             try:
                 change = self.changes.apply(
@@ -203,9 +209,7 @@ class RolloutRunner:
             except ChangeError as exc:
                 why = "; ".join([exc.message, *exc.errors])
                 if old is None:  # nothing started: refuse the verb
-                    self.audit.append(
-                        who=who, action=action, model=model, request=None, accepted=False, status=exc.status, reason=why
-                    )
+                    audit.rejected(status=exc.status, reason=why)
                     raise
                 log.error("%s rollout: cannot set %s to %d%%: %s", model, new.plan.candidate, new.weight, why)
                 new = machine.fail(new, self.clock(), f"{action} could not change traffic: {why}", weight=None)
@@ -213,13 +217,8 @@ class RolloutRunner:
         self.rollouts[model] = new
         self._windows.pop(model, None)  # the next interval starts after the change
         self._save(new)
-        self.audit.append(
-            who=who,
+        audit.accepted(
             action=action,
-            model=model,
-            request={"candidate": new.plan.candidate, "baseline": new.plan.baseline},
-            accepted=True,
-            status=200,
             old=before or {"phase": None if old is None else old.phase.value, "weight": old_weight},
             new=after or {"phase": new.phase.value, "weight": new.weight},
             snapshot_version=snapshot,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from control_plane.xds.snapshot import Snapshot
@@ -32,6 +33,9 @@ class SnapshotCache:
         self._changed = asyncio.Event()
         self.generation = 0
         self.published_at: float | None = None
+        # Called after a NACK made the cache fall back, with the rejection and
+        # the snapshot now served (None if there was none before it).
+        self.on_fallback: Callable[[Rejection, Snapshot | None], None] | None = None
 
     @property
     def current(self) -> Snapshot | None:
@@ -53,14 +57,21 @@ class SnapshotCache:
 
     def reject(self, snapshot_version: str, type_url: str, node_id: str, message: str) -> None:
         """Envoy NACKed ``snapshot_version``: never serve it again; fall back if it is current."""
-        if snapshot_version not in self._rejected:
-            self._rejected[snapshot_version] = Rejection(snapshot_version, type_url, node_id, message, time.time())
+        rejection = self._rejected.get(snapshot_version)
+        if rejection is None:
+            rejection = Rejection(snapshot_version, type_url, node_id, message, time.time())
+            self._rejected[snapshot_version] = rejection
         if self._current is not None and self._current.version == snapshot_version:
             self._current, self._previous = self._previous, None
             self._notify()
+            if self.on_fallback is not None:
+                self.on_fallback(rejection, self._current)
 
     def is_rejected(self, snapshot_version: str) -> bool:
         return snapshot_version in self._rejected
+
+    def rejection(self, snapshot_version: str) -> Rejection | None:
+        return self._rejected.get(snapshot_version)
 
     async def wait_for_change(self, generation: int) -> int:
         """Return once the published generation differs from ``generation``."""

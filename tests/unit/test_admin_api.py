@@ -71,8 +71,8 @@ class Env:
         return etag
 
     def audit(self) -> list[dict[str, Any]]:
-        path = self.state / "audit.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        """Oldest first, each change's intent and outcome as one record."""
+        return list(reversed(AuditLog(self.state / "audit.jsonl").read(limit=100_000)))
 
 
 def build(policies: Path, state: Path, tokens: list[Token] | None) -> tuple[FastAPI, SnapshotCache, PolicyChanges]:
@@ -290,7 +290,15 @@ async def test_invalid_file_on_disk_blocks_changes_with_its_error(env: Env) -> N
         (READER, "GET", "/v1/envoys", None, 200),
         (READER, "GET", "/v1/audit", None, 200),
         (READER, "GET", "/metrics", None, 200),
-        (READER, "POST", "/v1/validate", {"change": {"action": "rollback", "model": "sentiment"}}, 200),
+        (
+            READER,
+            "POST",
+            "/v1/validate",
+            {"change": {"action": "shift", "model": "sentiment", "weights": {"sentiment-v3": 100}}},
+            200,
+        ),
+        # Readers may validate; this proposal is answered 409 (no history to roll back to), not 403.
+        (READER, "POST", "/v1/validate", {"change": {"action": "rollback", "model": "sentiment"}}, 409),
         (READER, "PUT", "/v1/models/sentiment/traffic", {"weights": {"sentiment-v3": 100}}, 403),
         (READER, "PUT", "/v1/models/sentiment/traffic", "{not json", 403),
         (READER, "PUT", "/v1/models/sentiment/shadow", {"version": "sentiment-v5"}, 403),

@@ -314,6 +314,92 @@ INVALID = [
         with_spec("canary: {candidate: v4, steps: [10], max_p99_ratio: -1}"),
         "p.yaml:10: spec.canary.max_p99_ratio: must be > 0",
     ),
+    # Inputs that once escaped validation: each either crashed the reload (and with it
+    # the file watcher) or was accepted and then refused by Envoy.
+    (
+        "float-tag-that-fails",
+        with_spec("timeout: !!float 'soon'"),
+        "p.yaml:10: spec.timeout: cannot read 'soon' as !!float",
+    ),
+    (
+        "timestamp-tag-that-fails",
+        with_spec("timeout: !!timestamp 2001-13-45"),
+        "p.yaml:10: spec.timeout: cannot read '2001-13-45' as !!timestamp: month must be in 1..12",
+    ),
+    (
+        "int-tag-that-fails",
+        with_spec("timeout: !!int twelve"),
+        "p.yaml:10: spec.timeout: cannot read 'twelve' as !!int",
+    ),
+    ("unknown-scalar-tag", with_spec("timeout: !later 5s"), "p.yaml:10: spec.timeout: cannot read '5s' as !later"),
+    ("tag-on-a-mapping", with_spec("retries: !!set {reset}"), "p.yaml:10: spec.retries: unsupported tag '!!set'"),
+    (
+        "recursive-alias",
+        with_spec("rules: &loop [*loop]"),
+        "p.yaml:10: spec.rules[0]: recursive alias: an anchor is used inside itself",
+    ),
+    (
+        "content-length-beyond-int64",
+        with_spec("rules: [{name: r, match: {min_content_length: 99999999999999999999999}, traffic: {v4: 100}}]"),
+        "p.yaml:10: spec.rules[0].match.min_content_length: must be <= 9223372036854775806",
+    ),
+    (
+        "consecutive-5xx-beyond-uint32",
+        with_spec("outlier_detection: {consecutive_5xx: 4294967296}"),
+        "p.yaml:10: spec.outlier_detection.consecutive_5xx: must be <= 4294967295 (got 4294967296)",
+    ),
+    (
+        "healthy-threshold-beyond-uint32",
+        with_spec("health_check: {path: /ready, healthy_threshold: 4294967296}"),
+        "p.yaml:10: spec.health_check.healthy_threshold: must be <= 4294967295",
+    ),
+    (
+        "duration-beyond-float-precision",
+        with_spec("timeout: 999999999999999999999h"),
+        "p.yaml:10: spec.timeout: bad duration '999999999999999999999h': at most 9223372035s",
+    ),
+    (
+        "duration-beyond-envoy-range",
+        with_spec("timeout: 99999999999h"),
+        "p.yaml:10: spec.timeout: bad duration '99999999999h': at most 9223372035s",
+    ),
+    (
+        "duration-at-envoy-limit",
+        with_spec("connect_timeout: 9223372036s"),
+        "p.yaml:10: spec.connect_timeout: bad duration '9223372036s'",
+    ),
+    (
+        "regex-python-accepts-re2-does-not",
+        with_spec("rules: [{name: r, match: {headers: {x-user: {regex: '(?<=beta)-user'}}}, traffic: {v4: 100}}]"),
+        "p.yaml:10: spec.rules[0].match.headers.x-user.regex: invalid regular expression (RE2 syntax, as Envoy uses):"
+        " invalid perl operator: (?<=",
+    ),
+    (
+        "regex-too-large-for-envoy",
+        with_spec("rules: [{name: r, match: {headers: {x-user: {regex: 'a{200}'}}}, traffic: {v4: 100}}]"),
+        "p.yaml:10: spec.rules[0].match.headers.x-user.regex: regular expression too complex for Envoy",
+    ),
+    (
+        "header-value-with-newline",
+        with_spec('rules: [{name: r, match: {headers: {x-user: "a\\nb"}}, traffic: {v4: 100}}]'),
+        "p.yaml:10: spec.rules[0].match.headers.x-user.exact: 'a\\nb' contains NUL, CR or LF",
+    ),
+    (
+        "path-prefix-with-nul",
+        with_spec('path_prefix: "/a\\0b"'),
+        "p.yaml:10: spec.path_prefix: '/a\\x00b' contains NUL, CR or LF",
+    ),
+    ("percent-not-a-number", with_spec("shadow: [{version: v5, percent: .nan}]"), "p.yaml:10: spec.shadow[0].percent"),
+    (
+        "ratio-infinite",
+        with_spec("canary: {candidate: v4, steps: [10], max_p99_ratio: .inf}"),
+        "p.yaml:10: spec.canary.max_p99_ratio",
+    ),
+    (
+        "integer-with-thousands-of-digits",
+        with_spec("outlier_detection: {consecutive_5xx: " + "9" * 5000 + "}"),
+        "p.yaml:10: spec.outlier_detection.consecutive_5xx: cannot read",
+    ),
 ]
 
 

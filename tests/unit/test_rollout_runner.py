@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -90,7 +89,7 @@ async def test_steps_are_persisted_policy_changes_and_a_restart_resumes(tmp_path
     await interval(restarted, clock, stats, cand=20)
     assert restarted.get("m").phase.value == "promoted"
     assert "traffic: {v4: 100}" in (tmp_path / "policies" / "m.yaml").read_text()
-    audit = [json.loads(line) for line in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    audit = list(reversed(AuditLog(tmp_path / "state" / "audit.jsonl").read(limit=1000)))
     assert [(r["who"], r["action"]) for r in audit] == [
         ("alice", "rollout-start"),
         ("rollout", "rollout-step"),
