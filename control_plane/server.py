@@ -193,10 +193,12 @@ async def serve(options: ServeOptions) -> int:
     log.info("admin API on http://%s:%d", options.admin_address, options.admin_port)
     await stop.wait()
     log.info("shutting down")
+    healthy = tasks.healthy
+    tasks.shutting_down()
     admin.should_exit = True
     await grpc_server.stop(grace=1.0)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(asyncio.shield(admin_task), timeout=5)
     await tasks.stop()
     await rollouts.close()
-    return 0 if tasks.healthy else 1
+    return 0 if healthy else 1

@@ -60,9 +60,13 @@ class BackgroundTasks:
             log.error("background task %r died; the process is unhealthy", name, exc_info=exc)
         self.failures.append(TaskFailure(name, error, time.time()))
 
+    def shutting_down(self) -> None:
+        """From now on a task that ends is expected to (the process is stopping)."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """Cancel every task and wait for them to finish."""
-        self._stopping = True
+        self.shutting_down()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
