@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -41,14 +42,41 @@ async def watch_policies(paths: list[Path], on_change: Callable[[], Awaitable[ob
             log.info("watching %s again", ", ".join(map(str, watched)))
             await _call(on_change)
             interrupted = False
+        # A watched directory that is removed (and perhaps made again) leaves the
+        # inotify watch on the old inode, seeing nothing: notice, and start over.
+        vanished = asyncio.Event()
+        checker = asyncio.create_task(_until_vanished(watched, vanished))
         try:
-            async for changes in awatch(*watched, watch_filter=_is_policy, debounce=50, step=20):
+            async for changes in awatch(*watched, watch_filter=_is_policy, debounce=50, step=20, stop_event=vanished):
                 log.info("policy files changed: %s", ", ".join(sorted({p for _, p in changes})))
                 await _call(on_change)
         except Exception:
             log.exception("watching the policy files failed; starting again")
-        interrupted = True  # awatch ends when a watched path is removed
+        finally:
+            checker.cancel()
+        if vanished.is_set():
+            log.warning("a policy path disappeared; watching again once it is back")
+        interrupted = True
         await asyncio.sleep(RETRY_S)
+
+
+async def _until_vanished(paths: list[Path], vanished: asyncio.Event) -> None:
+    # Holding each path open keeps its inode alive, so a directory removed and made
+    # again cannot come back with the same inode number and go unnoticed.
+    handles = {p: os.open(p, os.O_RDONLY) for p in paths}
+    try:
+        while True:
+            await asyncio.sleep(RETRY_S)
+            try:
+                same = all(p.stat().st_ino == os.fstat(fd).st_ino for p, fd in handles.items())
+            except OSError:
+                same = False
+            if not same:
+                vanished.set()
+                return
+    finally:
+        for fd in handles.values():
+            os.close(fd)
 
 
 async def _call(on_change: Callable[[], Awaitable[object]]) -> None:
