@@ -89,15 +89,24 @@ def _find_spec(docs: list[Any], model: str) -> CommentedMap:
 
 
 def _set_traffic(spec: CommentedMap, traffic: Mapping[str, int]) -> None:
+    # Keys the split gains go where the versions' declaration order puts them, so
+    # the split reads like the versions list whatever order the request named them in.
+    declared = list(spec["versions"]) if isinstance(spec.get("versions"), Mapping) else []
+    rank = {v: i for i, v in enumerate(declared)}
+    ordered = sorted(traffic, key=lambda v: rank.get(v, len(rank)))
     current = spec.get("traffic")
     if isinstance(current, CommentedMap):
         # Edit in place: the mapping keeps its style, its comments and the order of its keys.
         for version in [v for v in current if v not in traffic]:
             del current[version]
-        for version, weight in traffic.items():
-            current[version] = weight
+        for version in ordered:
+            if version in current:
+                current[version] = traffic[version]
+                continue
+            later = [i for i, v in enumerate(current) if rank.get(v, len(rank)) > rank.get(version, len(rank))]
+            current.insert(later[0] if later else len(current), version, traffic[version])
         return
-    new = CommentedMap(traffic)
+    new = CommentedMap((v, traffic[v]) for v in ordered)
     new.fa.set_flow_style()
     if "traffic" in spec:
         spec["traffic"] = new
