@@ -197,15 +197,18 @@ async def server_metadata() -> ServerMetadata:
 @router.get("/v2/health/live")
 async def live(request: Request) -> JSONResponse:
     service = _service(request)
-    return JSONResponse({"live": service.live}, status_code=200 if service.live else 503)
+    reason = service.not_live_reason
+    if reason is None:
+        return JSONResponse({"live": True})
+    return JSONResponse({"live": False, "error": reason}, status_code=503)
 
 
 @router.get("/v2/health/ready")
 async def ready(request: Request) -> JSONResponse:
     service = _service(request)
     body: dict[str, Any] = {"ready": service.ready, "state": service.state.value}
-    if service.failure:
-        body["error"] = service.failure
+    if service.failure or service.not_live_reason:
+        body["error"] = service.failure or service.not_live_reason
     return JSONResponse(body, status_code=200 if service.ready else 503)
 
 

@@ -57,6 +57,14 @@ def _serve(args: argparse.Namespace) -> int:
                 max_attempts=args.jobs_max_attempts,
                 visibility_timeout_s=args.jobs_visibility_timeout_s,
                 concurrency=args.jobs_concurrency,
+                dead_letter_max_len=args.jobs_dead_letter_max_len,
+                dead_letter_max_age_s=args.jobs_dead_letter_max_age_s,
+                webhook_attempts=args.jobs_webhook_attempts,
+                webhook_backoff_s=args.jobs_webhook_backoff_s,
+                webhook_max_backoff_s=args.jobs_webhook_max_backoff_s,
+                webhook_max_age_s=args.jobs_webhook_max_age_s,
+                webhook_allow_cidrs=tuple(args.jobs_webhook_allow_cidr),
+                webhook_allow_hosts=tuple(args.jobs_webhook_allow_host),
                 # From the environment, not argv: argv is visible to every local user.
                 webhook_secret=os.environ.get("SWITCHYARD_WEBHOOK_SECRET") or None,
             ),
@@ -146,6 +154,30 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--jobs-max-attempts", type=int, default=3, help="failures before the dead-letter stream")
     j.add_argument("--jobs-visibility-timeout-s", type=float, default=30.0, help="reclaim a dead worker's job after")
     j.add_argument("--jobs-concurrency", type=int, default=4, help="jobs in flight per replica")
+    j.add_argument("--jobs-dead-letter-max-len", type=int, default=10_000, help="dead letters kept per version")
+    j.add_argument(
+        "--jobs-dead-letter-max-age-s", type=float, default=7 * 86400.0, help="dead letters older than this are dropped"
+    )
+    j.add_argument("--jobs-webhook-attempts", type=int, default=5, help="delivery attempts per webhook")
+    j.add_argument("--jobs-webhook-backoff-s", type=float, default=0.5, help="first retry delay; doubles each time")
+    j.add_argument("--jobs-webhook-max-backoff-s", type=float, default=300.0, help="longest retry delay")
+    j.add_argument(
+        "--jobs-webhook-max-age-s", type=float, default=86400.0, help="a webhook not delivered by then is dropped"
+    )
+    j.add_argument(
+        "--jobs-webhook-allow-cidr",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="let callback URLs reach this network (repeatable); by default only public addresses",
+    )
+    j.add_argument(
+        "--jobs-webhook-allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let callback URLs reach this host name, whatever it resolves to (repeatable)",
+    )
     s.add_argument(
         "--drain-grace-s",
         type=float,

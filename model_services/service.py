@@ -90,6 +90,9 @@ class ModelService:
         self.architecture = manifest.architecture
         self.state = State.LOADING
         self.failure: str | None = None
+        # Why this replica is no longer live although it serves (a background
+        # loop it needs died); None while it is.
+        self.broken: str | None = None
         self.fault = FaultSettings(config.fault_rate, config.fault_latency_ms, config.fault_match)
         self.metrics = ServiceMetrics(self.name, self.version)
         self.metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
@@ -106,9 +109,31 @@ class ModelService:
 
     @property
     def live(self) -> bool:
-        """False once a model worker process has died: restart this process."""
-        alive = getattr(self._handler, "alive", True)
-        return bool(alive)
+        """False once a model worker process or a background loop has died:
+        restart this process."""
+        return self.not_live_reason is None
+
+    @property
+    def not_live_reason(self) -> str | None:
+        if not getattr(self._handler, "alive", True):
+            return "the model worker process exited"
+        return self.broken
+
+    def watch(self, task: asyncio.Task[None]) -> None:
+        """A background loop this replica cannot do its job without. If it ends
+        with an exception, log the traceback and report not live, so an
+        orchestrator restarts the replica instead of it serving on with, say,
+        nobody taking its jobs. Cancelling it (a stop) is not a failure."""
+
+        def done(t: asyncio.Task[None]) -> None:
+            if t.cancelled() or t.exception() is None:
+                return
+            exc = t.exception()
+            log.error("background task %s died; reporting not live", t.get_name(), exc_info=exc)
+            if self.broken is None:
+                self.broken = f"background task {t.get_name()} died: {type(exc).__name__}: {exc}"
+
+        task.add_done_callback(done)
 
     @property
     def ready(self) -> bool:

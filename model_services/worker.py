@@ -11,9 +11,11 @@ probabilities back, one GIL hand-off per batch instead of hundreds.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,24 @@ class WorkerError(RuntimeError):
     """The model worker failed or died; the message says how."""
 
 
+# Signals a terminal (Ctrl-C), systemd's default KillMode and dumb-init send to
+# the whole process group. The worker must outlive them: its server drains
+# in-flight requests through it first, then stops it (None on the pipe).
+_DRAIN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _child_main(
     conn: multiprocessing.connection.Connection,
     model_dir: str,
     device: str,
     num_threads: int | None,
 ) -> None:
+    # First, before torch does any work: the signals were blocked since the
+    # spawn (see ProcessHandler), so one that reached the group meanwhile is
+    # pending and is discarded here instead of killing the child.
+    for sig in _DRAIN_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _DRAIN_SIGNALS)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
@@ -51,9 +65,13 @@ def _child_main(
         if texts is None:
             return
         try:
-            conn.send(("ok", handler.predict(texts)))
+            reply: tuple[Any, ...] = ("ok", handler.predict(texts))
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:  # parent gone mid-batch
+            return
 
 
 class ProcessHandler:
@@ -73,8 +91,21 @@ class ProcessHandler:
             name="model-worker",
             daemon=True,
         )
-        self._proc.start()
+        # Blocked in this thread while it spawns: the child inherits the mask,
+        # so a group signal during its start-up (importing torch takes a
+        # while) waits until _child_main ignores it. CPython's resource
+        # tracker starts the same way (bpo-33613).
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _DRAIN_SIGNALS)
+        try:
+            self._proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         child.close()
+        # The child ignores SIGTERM, so multiprocessing's own exit hook (which
+        # terminates daemonic children, then joins them) would wait forever if
+        # the server exited without close(). Registered after that hook, this
+        # runs first.
+        atexit.register(self.close)
         reply = self._receive()
         if reply[0] == "error":
             self.close()
@@ -109,12 +140,13 @@ class ProcessHandler:
         return result
 
     def close(self) -> None:
-        if self._proc.is_alive():
+        atexit.unregister(self.close)
+        if self._proc.is_alive() and not self._conn.closed:
             with contextlib.suppress(OSError):
                 self._conn.send(None)
             self._proc.join(timeout=10)
         if self._proc.is_alive():
-            self._proc.terminate()
+            self._proc.kill()  # it ignores SIGTERM (see _child_main)
             self._proc.join(timeout=5)
         self._conn.close()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 
 from control_plane.admin import audit, envoys, errors, metrics, models, rollouts, shadow, status, validate
-from control_plane.admin.context import AdminContext, identity
+from control_plane.admin.context import AdminContext, identity, known_query_parameters
 from control_plane.audit import AuditLog
 from control_plane.auth import Authenticator
 from control_plane.changes import PolicyChanges
@@ -51,7 +51,13 @@ def create_app(
     state = state_dir or default_state_dir(controller.policy_paths)
     if changes is None:
         changes = PolicyChanges(controller, prober, History(state / "history.jsonl"))
-    app = FastAPI(title="Switchyard admin API", version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="Switchyard admin API",
+        version="1",
+        description=DESCRIPTION,
+        responses=errors.ERROR_RESPONSES,
+        dependencies=[Depends(known_query_parameters)],
+    )
     collector = metrics.Metrics(cache, nodes)
     nodes.events = collector
     app.state.admin = AdminContext(

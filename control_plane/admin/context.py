@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from control_plane.admin.metrics import Metrics
@@ -62,6 +65,32 @@ async def operator(request: Request, who: Annotated[Identity, Depends(identity)]
     if not who.may("operator"):
         raise HTTPException(403, f"{who.name!r} has the reader role; changing traffic needs an operator token")
     return who
+
+
+async def known_query_parameters(request: Request) -> None:
+    """Unknown query parameters are errors, as unknown body and policy fields are (a typo is not ignored)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    problems: list[dict[str, Any]] = []
+    for name in sorted(set(request.query_params)):
+        if name not in known:
+            takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+            problems.append(
+                {"loc": ("query", name), "msg": f"unknown query parameter ({takes})", "type": "extra_forbidden"}
+            )
+        elif len(request.query_params.getlist(name)) > 1:  # every parameter here takes one value
+            problems.append({"loc": ("query", name), "msg": "given more than once", "type": "value_error"})
+    if problems:
+        raise RequestValidationError(problems)
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 Reader = Annotated[Identity, Depends(identity)]

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from control_plane.auth import Identity
@@ -55,6 +56,31 @@ def _identify(request: Request) -> Identity | None:
     return found
 
 
+class ErrorBody(BaseModel):
+    """What every error answer of the admin API looks like."""
+
+    status: int = Field(description="The HTTP status, repeated")
+    message: str = Field(description="What is wrong, in a sentence")
+    errors: list[str] = Field(description="Details, e.g. one `file:line: field: message` per problem")
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# Declared on every operation: the OpenAPI document says what clients really get
+# (and FastAPI's default 422 schema, which we never send, is left out).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _documented("Malformed JSON in the request body"),
+    401: _documented("Missing or invalid bearer token"),
+    403: _documented("The token's role may not do this (readers cannot change traffic)"),
+    404: _documented("No such model, version or rollout"),
+    409: _documented("The change conflicts with the current state (e.g. the policy files on disk are invalid)"),
+    412: _documented("If-Match is stale: the model changed since it was read"),
+    422: _documented("The request is well-formed but invalid; `errors` says where"),
+}
+
+
 def error_body(status: int, message: str, errors: list[str] | None = None) -> dict[str, Any]:
     return {"status": status, "message": message, "errors": errors or []}
 
@@ -82,6 +108,16 @@ def _respond(
     return JSONResponse(error_body(status, message, errors), status_code=status, headers=headers)
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods the API documents for this path (its OpenAPI document is the route table)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(m.upper() for m in operations)
+    return sorted(methods)
+
+
 def _field(loc: Any) -> str:
     return ".".join(str(part) for part in loc) or "request"
 
@@ -89,7 +125,16 @@ def _field(loc: Any) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _respond(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route matching the path;
+            # a path served by several routes (PUT and DELETE .../shadow) allows them all.
+            allowed = _allowed_methods(app, request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            return _respond(
+                request, 405, f"{request.method} is not allowed here; use {' or '.join(allowed)}", headers=headers
+            )
+        return _respond(request, exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from control_plane import ir
 from control_plane.admin.context import AdminContext, Context, Operator, Reader
@@ -19,11 +19,21 @@ from control_plane.admin.status import model_view
 from control_plane.auth import Identity
 from control_plane.changes import Change, ChangeError, etag_of, find_model
 from control_plane.policy.loader import Located
-from control_plane.policy.schema import ModelRoute, Percent, Weight
+from control_plane.policy.schema import ModelRoute, Percent
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 VersionName = Annotated[str, Field(min_length=1, max_length=253, examples=["sentiment-v4"])]
+
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 50.0 is the integer 50 to a JSON Schema validator (and
+    # to JavaScript). Anything else that is not an int is left for the strict check.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# A split's weight as JSON clients send it: an integer percentage, 50 or 50.0.
+Weight = Annotated[int, BeforeValidator(_integral), Field(strict=True, ge=0, le=100)]
 IfMatch = Annotated[
     str | None,
     Header(description="The model's ETag from a GET; a stale one gets 412 and changes nothing"),

@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from control_plane.admin.context import AdminContext, Context, Reader
-from control_plane.admin.models import VersionName
+from control_plane.admin.errors import ErrorBody
+from control_plane.admin.models import VersionName, Weight
 from control_plane.changes import ChangeError, Planner, mirror, promote_to, shift_to, unmirror
 from control_plane.controller import translation_errors
 from control_plane.ir import RoutingIntent
@@ -29,7 +30,7 @@ from control_plane.policy.compile import to_intent, with_endpoints
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import PolicySet, load_texts, policy_files
 from control_plane.policy.removals import removal_errors
-from control_plane.policy.schema import Percent, Weight
+from control_plane.policy.schema import Percent
 from control_plane.policy.yaml_source import MAX_FILE_BYTES
 from control_plane.render import resources_by_type
 from control_plane.translate import translate
@@ -94,12 +95,13 @@ class ValidateBody(_Body):
         return self
 
 
-class ValidationReport(BaseModel):
-    status: int = Field(description="The HTTP status, repeated")
-    valid: bool
-    message: str
-    errors: list[str] = Field(description="`file:line: field: message`, one per problem")
-    diff: list[dict[str, Any]] = Field(description="Per Envoy resource that would change: type, name, op, diff")
+class ValidationReport(ErrorBody):
+    """An error body (a request that is itself malformed gets only that) plus the verdict."""
+
+    valid: bool = False
+    diff: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per Envoy resource that would change: type, name, op, diff"
+    )
 
 
 _INVALID = {"model": ValidationReport, "description": "Invalid: `errors` says what and where"}

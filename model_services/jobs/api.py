@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field, StrictStr
 from redis.exceptions import RedisError
 
 from model_services.api import ApiError, _check_texts, _check_version, _service
+from model_services.jobs.callbacks import CallbackPolicy, CallbackRefused
 from model_services.jobs.store import fingerprint
 from model_services.jobs.system import JobSystem
 from model_services.jobs.views import job_view
@@ -52,12 +52,14 @@ def _unavailable(exc: RedisError) -> JSONResponse:
     )
 
 
-def _check_callback(url: str | None) -> None:
+async def _check_callback(policy: CallbackPolicy, url: str | None) -> None:
+    """Refuse now what delivery would refuse later (an SSRF guard, see callbacks.py)."""
     if url is None:
         return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ApiError(422, "invalid_callback_url", "callback_url must be an absolute http(s) URL")
+    try:
+        await policy.check_submission(url)
+    except CallbackRefused as exc:
+        raise ApiError(422, "invalid_callback_url", str(exc)) from exc
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -73,7 +75,7 @@ async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
     jobs = _jobs(request)
     _check_version(service, body.model_version)
     _check_texts(service, [body.text], field="text")
-    _check_callback(body.callback_url)
+    await _check_callback(jobs.policy, body.callback_url)
     key = _idempotency_key(request)
     print_ = fingerprint(body.text, body.callback_url, body.model_version)
     try:

@@ -3,7 +3,9 @@
 Streams are per version (``<p>:jobs:<model>:<version>``) because the routing
 policy assigns a version when a job is accepted and only that version's
 replicas may serve it. Job records and idempotency keys are per model: a poll
-or a retried submission may land on any version's replica.
+or a retried submission may land on any version's replica. So is the webhook
+outbox: any replica of the model may deliver, so a version that is scaled to
+zero after a rollback still gets its webhooks out.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ class Keys:
 
     def job(self, job_id: str) -> str:
         return job_key(self.prefix, job_id)
+
+    @property
+    def outbox(self) -> str:
+        """Sorted set: job ids with a webhook to deliver, scored by the next attempt's time."""
+        return f"{self.prefix}:webhooks:{self.model}"
+
+    def hook(self, job_id: str) -> str:
+        """Hash: one pending webhook (URL, event, the job as it was, attempts, lease)."""
+        return f"{self.prefix}:webhook:{job_id}"
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}:idem:{self.model}:{key}"

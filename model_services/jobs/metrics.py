@@ -46,7 +46,7 @@ class JobMetrics:
         )
         self._webhooks = Counter(
             "model_job_webhooks",
-            "Webhook deliveries by outcome (delivered, failed)",
+            "Webhooks this replica finished with, by outcome (delivered, failed, expired, refused)",
             [*names, "outcome"],
             registry=registry,
         )

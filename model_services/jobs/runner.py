@@ -8,7 +8,8 @@ Delivery is at-least-once and results are idempotent by job id:
   once a dead worker's entry has been idle for the visibility timeout, any
   replica's XAUTOCLAIM takes it over and runs it again.
 * A second completion of the same job stores nothing (scripts.COMPLETE), so
-  duplicates never reach the results or fire a second webhook.
+  duplicates never reach the results or owe a second webhook. The webhook is
+  put in the outbox by that same step; delivery.py sends it.
 * Jobs go through the replica's own batcher at background priority: they fill
   the slots live requests leave over and never push a live request out.
 * Jobs are fetched, started and completed in chunks (one XREADGROUP, one
@@ -20,7 +21,8 @@ Delivery is at-least-once and results are idempotent by job id:
   the chunks are paced to a budget of jobs per second (see LivePacer). Jobs
   throughput drops while live traffic flows; that is the intended trade-off.
 * A Redis outage pauses the loop (with backoff) instead of killing it; a result
-  computed during the outage is stored once Redis is back.
+  computed during the outage is stored once Redis is back. Anything else that
+  ends the loop is reported by the service's liveness (ModelService.watch).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import socket
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,8 +44,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from model_services.batcher import BatcherClosed, BatcherError, Priority
 from model_services.jobs.metrics import JobMetrics
 from model_services.jobs.store import JobStore, Started
-from model_services.jobs.views import job_view
-from model_services.jobs.webhooks import WebhookSender
 from model_services.service import ModelService, NotReady, State
 
 log = logging.getLogger("model_services.jobs")
@@ -54,6 +55,7 @@ _LIVE_QUIET_S = 0.5  # live traffic this recent: jobs are paced (see LivePacer)
 _LIVE_GAP_S = 0.002  # a chunk starts only this long after the last live request
 _LIVE_GAP_POLL_S = 0.001
 _LIVE_CHUNK = 4  # jobs per chunk while live traffic flows
+_TRIM_EVERY_S = 60.0  # dead letters past their max age are dropped this often
 
 
 _CPU_SAMPLE_S = 0.2  # how often the spare-CPU budget is re-measured
@@ -137,14 +139,16 @@ class JobRunner:
         service: ModelService,
         store: JobStore,
         metrics: JobMetrics,
-        webhooks: WebhookSender,
         *,
+        on_finished: Callable[[], None] = lambda: None,
         consumer: str | None = None,
     ) -> None:
         self.service = service
         self.store = store
         self.metrics = metrics
-        self.webhooks = webhooks
+        # Jobs reached a final state, so webhooks may be due: wakes the delivery
+        # loop, so the replica that finished a job usually sends its webhook.
+        self._on_finished = on_finished
         self.settings = store.settings
         self.consumer = consumer or consumer_name()
         self._held: dict[str, str] = {}  # entry id -> job id, while this worker works on it
@@ -153,21 +157,24 @@ class JobRunner:
         self._main: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self._next_reclaim = 0.0
+        self._next_trim = 0.0
         self._finished: deque[float] = deque(maxlen=1000)  # completion times, for rate()
         self._pacer = LivePacer(self.settings.live_jobs_per_s)
         self._cpu_at = 0.0
         self._cpu: tuple[float, float] | None = None
 
-    def start(self) -> None:
+    def start(self) -> list[asyncio.Task[None]]:
         loop = asyncio.get_running_loop()
         self._main = loop.create_task(self._run(), name="jobs-runner")
         self._beat = loop.create_task(self._heartbeat(), name="jobs-heartbeat")
+        return [self._main, self._beat]
 
     async def stop(self) -> None:
         """Stop taking jobs, finish (and store) the ones in flight."""
         self._stopping = True
         if self._main is not None:
-            await self._main
+            # A loop that died has been reported already (ModelService.watch).
+            await asyncio.gather(self._main, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(set(self._tasks))
         if self._beat is not None:
@@ -225,6 +232,9 @@ class JobRunner:
         if len(self._tasks) >= chunks:
             await asyncio.wait(set(self._tasks), timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
             return
+        if now >= self._next_trim:
+            self._next_trim = now + _TRIM_EVERY_S
+            await self.store.trim_dead()
         if now >= self._next_reclaim:
             self._next_reclaim = now + self.settings.visibility_timeout_s / 2
             entries = await self.store.reclaim(self.consumer, chunk)
@@ -283,43 +293,43 @@ class JobRunner:
     async def _process_held(self, entries: list[tuple[str, str]]) -> None:
         starts: list[Started] = await self._retrying(lambda: self.store.start_many(entries, self.consumer))
         runs: list[tuple[str, str, Started]] = []
+        finished = False
         for (entry, job_id), started in zip(entries, starts, strict=True):
             if started.kind == "skip":
                 self.metrics.processed("skipped")
             elif started.kind == "dead":
                 self.metrics.processed("dead_lettered")
-                await self._notify(job_id, "job.failed")
+                finished = True
             else:
                 runs.append((entry, job_id, started))
+        if finished:
+            self._on_finished()
         if not runs:
             return
         # Submitted in one go, so the chunk shares batches (with live items when
         # there are any) instead of waking the batcher once per job.
         outcomes = await asyncio.gather(*(self._infer(started) for _, _, started in runs))
         done: list[tuple[str, str, dict[str, Any], float]] = []
-        callbacks: dict[str, str] = {}
-        for (entry, job_id, started), outcome in zip(runs, outcomes, strict=True):
+        for (entry, job_id, _), outcome in zip(runs, outcomes, strict=True):
             if outcome is None:
                 continue  # shutting down: left pending for another replica
             if isinstance(outcome, dict):
                 outcome_name = await self._retrying(lambda e=entry, j=job_id, o=outcome: self.store.fail(e, j, o))
                 self.metrics.processed("dead_lettered" if outcome_name == "dead" else outcome_name)
                 if outcome_name == "dead":
-                    await self._notify(job_id, "job.failed")
+                    self._on_finished()
                 continue
             result, seconds = outcome
             done.append((entry, job_id, result, seconds))
-            callbacks[job_id] = started.callback_url
         if not done:
             return
         stored_all: list[bool] = await self._retrying(lambda: self.store.complete_many(done))
-        for (_, job_id, _, seconds), stored in zip(done, stored_all, strict=True):
+        for (_, _, _, seconds), stored in zip(done, stored_all, strict=True):
             self.metrics.processed("completed" if stored else "duplicate")
             if stored:
                 self.metrics.processing.observe(seconds)
                 self._finished.append(time.monotonic())
-                if callbacks[job_id]:
-                    await self._notify(job_id, "job.completed")
+        self._on_finished()
 
     async def _infer(self, started: Started) -> tuple[dict[str, Any], float] | dict[str, str] | None:
         """(result, seconds), an error to record, or None when shutting down."""
@@ -355,8 +365,3 @@ class JobRunner:
                 await asyncio.sleep(delay)
                 delay = min(0.5, delay * 2)
         raise AssertionError("unreachable")
-
-    async def _notify(self, job_id: str, event: str) -> None:
-        record = await self.store.get(job_id)
-        if record and record.get("callback_url"):
-            self.webhooks.send(record["callback_url"], job_id, event, job_view(record))

@@ -5,7 +5,9 @@ result or error and timestamps; each version has a stream of job ids read by
 the consumer group ``workers``. An entry is acknowledged *and deleted* when its
 job is finished, so a stream's length is its depth (queued + running), which
 backpressure and the metrics read in O(1). Failed jobs move to
-``<stream>:dead`` with everything needed to re-queue them.
+``<stream>:dead`` with everything needed to re-queue them (kept to a length
+and an age). A finished job with a callback leaves a webhook in the model's
+outbox in the same step (see delivery.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ class Started:
     attempts: int = 0
     reclaimed: bool = False
     detail: str = ""
-    callback_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class JobStore:
         # An unfinished record must outlive its timeout, or a slow job's result
         # would land on a vanished record.
         self._record_ttl_ms = int((settings.result_ttl_s + settings.timeout_s) * 1000)
+        # What a script that may dead-letter (and so owe a webhook) needs to know.
+        self._dead_args = (settings.webhook_max_age_s, settings.dead_letter_max_len, settings.dead_letter_max_age_s)
         self._submit = client.register_script(scripts.SUBMIT)
         self._start = client.register_script(scripts.START)
         self._complete = client.register_script(scripts.COMPLETE)
@@ -171,7 +174,7 @@ class JobStore:
     def _start_call(self, entry: str, job_id: str, consumer: str, client: Any) -> Any:
         k = self.keys
         return self._start(
-            keys=[k.job(job_id), k.stream, k.dead, k.stats],
+            keys=[k.job(job_id), k.stream, k.dead, k.stats, k.outbox, k.hook(job_id)],
             args=[
                 entry,
                 GROUP,
@@ -180,6 +183,7 @@ class JobStore:
                 self.settings.max_attempts,
                 self.settings.timeout_s,
                 self._ttl_ms,
+                *self._dead_args,
             ],
             client=client,
         )
@@ -188,8 +192,7 @@ class JobStore:
     def _started(reply: Any) -> Started:
         kind = str(reply[0])
         if kind == "run":
-            callback = str(reply[5]) if len(reply) > 5 else ""
-            return Started("run", str(reply[1]), float(reply[2]), int(reply[3]), reply[4] == "1", callback_url=callback)
+            return Started("run", str(reply[1]), float(reply[2]), int(reply[3]), reply[4] == "1")
         return Started(kind, detail=str(reply[1]))
 
     async def start(self, entry: str, job_id: str, consumer: str) -> Started:
@@ -207,8 +210,16 @@ class JobStore:
     def _complete_call(self, entry: str, job_id: str, result: dict[str, Any], seconds: float, client: Any) -> Any:
         k = self.keys
         return self._complete(
-            keys=[k.job(job_id), k.stream, k.stats],
-            args=[entry, GROUP, repr(time.time()), json.dumps(result), self._ttl_ms, repr(seconds)],
+            keys=[k.job(job_id), k.stream, k.stats, k.outbox, k.hook(job_id)],
+            args=[
+                entry,
+                GROUP,
+                repr(time.time()),
+                json.dumps(result),
+                self._ttl_ms,
+                repr(seconds),
+                self.settings.webhook_max_age_s,
+            ],
             client=client,
         )
 
@@ -227,8 +238,16 @@ class JobStore:
     async def fail(self, entry: str, job_id: str, error: dict[str, str]) -> str:
         k = self.keys
         outcome: str = await self._fail(
-            keys=[k.job(job_id), k.stream, k.dead, k.stats],
-            args=[entry, GROUP, repr(time.time()), json.dumps(error), self.settings.max_attempts, self._ttl_ms],
+            keys=[k.job(job_id), k.stream, k.dead, k.stats, k.outbox, k.hook(job_id)],
+            args=[
+                entry,
+                GROUP,
+                repr(time.time()),
+                json.dumps(error),
+                self.settings.max_attempts,
+                self._ttl_ms,
+                *self._dead_args,
+            ],
         )
         return outcome
 
@@ -246,6 +265,12 @@ class JobStore:
 
     async def dead_count(self) -> int:
         return int(await self.client.xlen(self.keys.dead))
+
+    async def trim_dead(self) -> None:
+        """Drop dead letters past their max age. Adding one trims too; this
+        covers a stream that stopped growing."""
+        min_id = int((time.time() - self.settings.dead_letter_max_age_s) * 1000)
+        await self.client.xtrim(self.keys.dead, minid=min_id, approximate=False)
 
     # -- dead letters (any version of this model) -------------------------------------
 

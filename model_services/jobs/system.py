@@ -1,5 +1,6 @@
 """The job queue of one replica, wired together: Redis client, store, runner,
-webhooks, metrics. Created by the app when ``--redis-url`` is set."""
+webhook outbox and delivery, metrics. Created by the app when ``--redis-url``
+is set."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from model_services.jobs.callbacks import CallbackPolicy
+from model_services.jobs.delivery import WebhookDelivery
 from model_services.jobs.keys import Keys
 from model_services.jobs.metrics import JobMetrics
+from model_services.jobs.outbox import Outbox
 from model_services.jobs.runner import JobRunner
 from model_services.jobs.settings import JobSettings
 from model_services.jobs.store import JobStore
-from model_services.jobs.webhooks import WebhookSender
 from model_services.service import ModelService
 
 log = logging.getLogger("model_services.jobs")
@@ -39,22 +42,23 @@ class JobSystem:
             retry_on_error=[redis.exceptions.ConnectionError],
         )
         self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool on aclose()
-        self.store = JobStore(self.client, Keys(settings.key_prefix, service.name, service.version), settings)
+        keys = Keys(settings.key_prefix, service.name, service.version)
+        self.store = JobStore(self.client, keys, settings)
         self.metrics = JobMetrics(service.metrics.registry, service.name, service.version)
-        self.webhooks = WebhookSender(
-            settings.webhook_secret,
-            attempts=settings.webhook_attempts,
-            backoff_s=settings.webhook_backoff_s,
-            on_outcome=self.metrics.webhook,
-        )
-        self.runner = JobRunner(service, self.store, self.metrics, self.webhooks)
+        self.policy = CallbackPolicy.from_settings(settings)
+        self.outbox = Outbox(self.client, keys)
+        self.delivery = WebhookDelivery(self.outbox, self.policy, settings, self.metrics.webhook)
+        self.runner = JobRunner(service, self.store, self.metrics, on_finished=self.delivery.wake)
 
     def start(self) -> None:
-        self.runner.start()
+        for task in [*self.runner.start(), self.delivery.start()]:
+            self.service.watch(task)
 
     async def stop(self) -> None:
+        # Runner first: the jobs it finishes while stopping owe webhooks, which
+        # the delivery loop's last round picks up.
         await self.runner.stop()
-        await self.webhooks.close()
+        await self.delivery.stop()
         await self.client.aclose()
 
     async def refresh_metrics(self) -> None:

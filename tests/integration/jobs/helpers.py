@@ -176,10 +176,16 @@ def wait_job(
     return result
 
 
-class WebhookReceiver:
-    """A local HTTP endpoint that records every POST; answers ``fail_first`` 500s first."""
+# Webhook receivers in these tests listen on loopback, which callback URLs may
+# not reach by default (the SSRF guard): services that deliver to them say so.
+ALLOW_LOOPBACK = ("--jobs-webhook-allow-cidr", "127.0.0.0/8")
 
-    def __init__(self, fail_first: int = 0) -> None:
+
+class WebhookReceiver:
+    """A local HTTP endpoint that records every POST; answers ``fail_first`` 500s first.
+    ``port``: listen there (a URL handed out before the receiver was up)."""
+
+    def __init__(self, fail_first: int = 0, port: int = 0) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.attempts = 0
         self._lock = threading.Lock()
@@ -202,7 +208,7 @@ class WebhookReceiver:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

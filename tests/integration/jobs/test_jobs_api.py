@@ -12,6 +12,7 @@ import pytest
 from control_plane.cli import main as switchyard
 from model_services.jobs.webhooks import verify
 from tests.integration.jobs.helpers import (
+    ALLOW_LOOPBACK,
     WEBHOOK_SECRET,
     RedisServer,
     Service,
@@ -36,6 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_store: Path) -> Iterat
             "--fault-match", "POISON",
             "--jobs-max-attempts", "2",
             "--jobs-visibility-timeout-s", "2",
+            *ALLOW_LOOPBACK,
         )  # fmt: skip
         yield server, service
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,36 @@ async def test_sigterm_answers_every_accepted_request(
         assert all(r.json()["model_version"] == "sentiment-v4" for r in responses)
         assert await asyncio.to_thread(server.wait, 60) == 0
         assert "Finished server process" in server.output()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+async def test_signal_to_the_process_group_still_drains(
+    model_store: Path, tmp_path: Path, serve: Callable[..., Any], sig: signal.Signals
+) -> None:
+    # A terminal's Ctrl-C, systemd's default KillMode and dumb-init signal the
+    # whole group, so the model worker child gets the signal too. It must keep
+    # computing until its server has drained, and then be stopped by it.
+    n = 48
+    model_dir = model_store / "sentiment" / "sentiment-v4"
+    args = ("--max-batch-size", "4", "--fault-latency-ms", "300", "--worker", "process")
+    with serve(model_dir, tmp_path / "log", *args, new_session=True) as server:
+        limits = httpx.Limits(max_connections=n + 4)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
+            texts = [f"Review number {i}: the battery life is great" for i in range(n)]
+            calls = [asyncio.ensure_future(client.post("/v1/predict", json={"text": t})) for t in texts]
+            await _wait_in_progress(client, n)
+            server.signal_group(sig)
+            responses = await asyncio.gather(*calls)
+        assert [r.status_code for r in responses] == [200] * n, [r.text for r in responses if r.status_code != 200]
+        assert await asyncio.to_thread(server.wait, 60) == 0, server.output()
+        assert "model worker exited" not in server.output()
+        # Nothing of the replica outlives it (the worker ignores the signal, so
+        # only its server's close() can have stopped it).
+        for _ in range(600):
+            if not server.group_members():
+                break
+            await asyncio.sleep(0.05)
+        assert server.group_members() == []
 
 
 async def test_drain_grace_reports_unready_and_keeps_serving(

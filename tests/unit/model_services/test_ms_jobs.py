@@ -1,7 +1,9 @@
-"""Job pieces without Redis: webhook signing, settings, and the API without --redis-url."""
+"""Job pieces without Redis: webhook signing, settings, the API without --redis-url,
+and what a jobs loop that dies does to the replica."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -12,6 +14,7 @@ import pytest
 
 from model_services.jobs.runner import LivePacer, spare_share
 from model_services.jobs.settings import JobSettings
+from model_services.jobs.system import JobSystem
 from model_services.jobs.views import job_view
 from model_services.jobs.webhooks import sign, verify
 
@@ -92,3 +95,58 @@ def test_live_budget_follows_the_measured_spare_cpu() -> None:
     assert pacer.wait_s(quiet_s=1.0, now=0.5) == pytest.approx(0.5)  # 5 jobs at 5/s
     pacer.measured(1.0)  # an idle machine: the whole budget
     assert pacer.jobs_per_s == 100.0
+
+
+# -- no background loop dies silently ---------------------------------------------------
+
+DOWN_REDIS = "redis://127.0.0.1:1/0"  # nothing listens: every command fails to connect
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """Poll (bounded: 10 s) instead of sleeping a guessed time."""
+    for _ in range(2000):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize(
+    ("task", "patch"), [("jobs-runner", "store.ensure_group"), ("jobs-webhooks", "outbox.claim_due")]
+)
+async def test_a_dead_jobs_loop_is_logged_and_makes_the_replica_not_live(
+    make_harness: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    task: str,
+    patch: str,
+) -> None:
+    async def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    async with make_harness() as h:
+        jobs = JobSystem(h.service, DOWN_REDIS, JobSettings())
+        owner, method = patch.split(".")
+        monkeypatch.setattr(getattr(jobs, owner), method, explode)
+        assert (await h.client.get("/v2/health/live")).status_code == 200
+        jobs.start()
+        try:
+            await _until(lambda: not h.service.live)
+            live = await h.client.get("/v2/health/live")
+            reason = f"background task {task} died: RuntimeError: boom"
+            assert live.status_code == 503 and live.json() == {"live": False, "error": reason}
+            ready = await h.client.get("/v2/health/ready")
+            assert ready.status_code == 503 and ready.json()["error"] == reason
+            assert f"background task {task} died" in caplog.text
+            assert "Traceback (most recent call last)" in caplog.text and "RuntimeError: boom" in caplog.text
+        finally:
+            await jobs.stop()
+
+
+async def test_stopping_the_jobs_loops_is_no_failure(make_harness: Callable[..., Any]) -> None:
+    async with make_harness() as h:
+        jobs = JobSystem(h.service, DOWN_REDIS, JobSettings())  # Redis down: the loops retry, never die
+        jobs.start()
+        await asyncio.sleep(0.3)
+        await jobs.stop()
+        assert h.service.live and (await h.client.get("/v2/health/live")).json() == {"live": True}
