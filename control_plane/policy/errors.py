@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -9,12 +11,21 @@ PathPart = str | int
 FieldPath = tuple[PathPart, ...]
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def format_path(path: Sequence[PathPart]) -> str:
-    """``("spec", "rules", 0, "match")`` -> ``spec.rules[0].match``."""
+    """``("spec", "rules", 0, "match")`` -> ``spec.rules[0].match``.
+
+    A key that is not a plain name (empty, spaces, dots, other characters) is
+    quoted, ``spec[" "]``, so every path is readable and unambiguous.
+    """
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            out += f"[{json.dumps(part)}]"
         else:
             out += f".{part}" if out else part
     return out

@@ -28,19 +28,18 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpcore
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from model_services.jobs import webhooks
 from model_services.jobs.callbacks import CallbackPolicy, CallbackRefused, GuardedBackend
 from model_services.jobs.outbox import Delivery, Outbox
 from model_services.jobs.settings import JobSettings
+from model_services.jobs.store import through_outage
 from model_services.jobs.views import job_view
 
 log = logging.getLogger("model_services.jobs")
@@ -54,7 +53,6 @@ _LEASE_S = 3 * _POST_TIMEOUT_S
 _POLL_S = 0.5  # how often a replica looks for due retries when nobody wakes it
 _IN_FLIGHT = 16  # posts at once per replica; a slow receiver holds only its own
 _MAX_BACKOFF_S = 2.0  # between tries while Redis is away
-_FINISH_RETRIES = 150  # x backoff: rides out a Redis restart of a minute or so
 _TRANSPORT_ERRORS = (
     httpcore.TimeoutException,
     httpcore.NetworkError,
@@ -240,19 +238,5 @@ class WebhookDelivery:
     async def _finish(self, d: Delivery, next_at: float | None) -> None:
         if next_at is not None:
             self._soonest = min(self._soonest, next_at)
-        if not await _retrying(lambda: self.outbox.finish(d, next_at)):
+        if not await through_outage(lambda: self.outbox.finish(d, next_at)):
             log.info("webhook %s: lease ran out during the attempt; another replica has it", d.job_id)
-
-
-async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
-    """Ride out a short Redis outage: a lost report would mean a second POST."""
-    delay = 0.05
-    for attempt in range(_FINISH_RETRIES):
-        try:
-            return await call()
-        except (RedisConnectionError, RedisTimeoutError):
-            if attempt + 1 == _FINISH_RETRIES:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(0.5, delay * 2)
-    raise AssertionError("unreachable")

@@ -28,6 +28,7 @@ Delivery is at-least-once and results are idempotent by job id:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -37,20 +38,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from model_services.batcher import BatcherClosed, BatcherError, Priority
 from model_services.jobs.metrics import JobMetrics
-from model_services.jobs.store import JobStore, Started
+from model_services.jobs.store import JobStore, Started, through_outage
 from model_services.service import ModelService, NotReady, State
 
 log = logging.getLogger("model_services.jobs")
 
 _READ_BLOCK_MS = 500  # how long a stop waits for the blocking read at most
 _MAX_BACKOFF_S = 2.0
-_STORE_RETRIES = 150  # x backoff: rides out a Redis restart of a minute or so
 _LIVE_QUIET_S = 0.5  # live traffic this recent: jobs are paced (see LivePacer)
 _LIVE_GAP_S = 0.002  # a chunk starts only this long after the last live request
 _LIVE_GAP_POLL_S = 0.001
@@ -291,7 +289,7 @@ class JobRunner:
                 self._held.pop(entry, None)
 
     async def _process_held(self, entries: list[tuple[str, str]]) -> None:
-        starts: list[Started] = await self._retrying(lambda: self.store.start_many(entries, self.consumer))
+        starts: list[Started] = await through_outage(lambda: self.store.start_many(entries, self.consumer))
         runs: list[tuple[str, str, Started]] = []
         finished = False
         for (entry, job_id), started in zip(entries, starts, strict=True):
@@ -314,7 +312,8 @@ class JobRunner:
             if outcome is None:
                 continue  # shutting down: left pending for another replica
             if isinstance(outcome, dict):
-                outcome_name = await self._retrying(lambda e=entry, j=job_id, o=outcome: self.store.fail(e, j, o))
+                failed = functools.partial(self.store.fail, entry, job_id, outcome)
+                outcome_name = await through_outage(failed)
                 self.metrics.processed("dead_lettered" if outcome_name == "dead" else outcome_name)
                 if outcome_name == "dead":
                     self._on_finished()
@@ -323,7 +322,7 @@ class JobRunner:
             done.append((entry, job_id, result, seconds))
         if not done:
             return
-        stored_all: list[bool] = await self._retrying(lambda: self.store.complete_many(done))
+        stored_all: list[bool] = await through_outage(lambda: self.store.complete_many(done))
         for (_, _, _, seconds), stored in zip(done, stored_all, strict=True):
             self.metrics.processed("completed" if stored else "duplicate")
             if stored:
@@ -352,16 +351,3 @@ class JobRunner:
             "latency_ms": round(seconds * 1000.0, 2),
         }
         return result, seconds
-
-    async def _retrying(self, call: Any) -> Any:
-        """Ride out a short Redis outage: losing a computed result would cost a rerun."""
-        delay = 0.05
-        for attempt in range(_STORE_RETRIES):
-            try:
-                return await call()
-            except (RedisConnectionError, RedisTimeoutError):
-                if attempt + 1 == _STORE_RETRIES:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(0.5, delay * 2)
-        raise AssertionError("unreachable")

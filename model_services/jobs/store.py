@@ -12,19 +12,42 @@ outbox in the same step (see delivery.py).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from model_services.jobs import scripts
 from model_services.jobs.keys import GROUP, Keys, index_key, job_key
 from model_services.jobs.settings import JobSettings
+
+T = TypeVar("T")
+
+OUTAGE_RETRIES = 150  # x backoff (at most 0.5 s): rides out a Redis restart of a minute or so
+
+
+async def through_outage(call: Callable[[], Awaitable[T]], attempts: int = OUTAGE_RETRIES) -> T:
+    """``call()``, retried while Redis is unreachable: for writes whose loss would cost
+    a rerun (a computed result) or a second POST (a delivered webhook's record)."""
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except (RedisConnectionError, RedisTimeoutError):
+            if attempt + 1 == attempts:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(0.5, delay * 2)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
