@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +77,17 @@ def etag_of(route: ModelRoute) -> str:
     """A strong ETag over the model's whole validated policy, not just its split."""
     canonical = json.dumps(route.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:20] + '"'
+
+
+def no_such_model(name: str, known: Iterable[str]) -> ChangeError:
+    """404 for an unknown model, naming the ones there are (a typo is then obvious)."""
+    names = ", ".join(known) or "none"
+    return ChangeError(404, f"no model named {name!r} (models: {names})")
+
+
+def combined_etag(etags: list[str]) -> str:
+    """One strong ETag for a collection: changes whenever any member's does."""
+    return '"' + hashlib.sha256("".join(etags).encode()).hexdigest()[:20] + '"'
 
 
 def etag_matches(if_match: str | None, etag: str) -> bool:
@@ -189,7 +200,7 @@ class PolicyChanges:
             ) from None
         located = find_model(before, model)
         if located is None:
-            raise ChangeError(404, f"no model named {model!r}")
+            raise no_such_model(model, (m.value.metadata.name for m in before.models))
         if not etag_matches(if_match, etag_of(located.value)):
             raise ChangeError(
                 412,

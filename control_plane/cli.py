@@ -1,9 +1,26 @@
-"""The `switchyard` command."""
+"""Switchyard routes traffic between versions of ML models.
+
+Routing policies are YAML files (canary splits, shadow mirrors, header, input-size and
+pinning rules); the control plane turns them into Envoy configuration and streams it to
+Envoy, which splits, mirrors and routes requests across the model services.
+
+Start here:
+  switchyard up                                    run everything on this machine
+  switchyard traffic --duration 10                 a live table of where requests go
+  switchyard shift sentiment sentiment-v3=50 sentiment-v4=50
+  switchyard validate policies/                    check policy files before they go live
+
+Admin commands (status, shift, promote, rollback, shadow, history, envoys, audit, rollout,
+shadow-report) talk to the control plane's admin API: --url (env SWITCHYARD_URL, default
+http://127.0.0.1:18001) and --token (env SWITCHYARD_TOKEN). `switchyard COMMAND --help`
+describes each command, with examples.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import sys
@@ -14,6 +31,7 @@ import yaml
 
 from control_plane import cli_admin, cli_jobs, cli_rollout
 from control_plane.bootstrap import bootstrap_yaml
+from control_plane.cli_common import add_command
 from control_plane.controller import translation_errors
 from control_plane.local import traffic as local_traffic
 from control_plane.local import up as local_up
@@ -22,6 +40,13 @@ from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import load_policies
 from control_plane.render import resources_by_type
 from control_plane.translate import translate
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("switchyard")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "(not installed)"
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -120,23 +145,53 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="switchyard", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="switchyard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"switchyard {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("validate", help="check policy files; one line per error")
-    p.add_argument("paths", nargs="+", help="policy files or directories")
+    p = add_command(
+        sub,
+        "validate",
+        summary="check policy files; one line per error",
+        description="Check policy files as the control plane would before serving them: YAML, schema,\n"
+        "cross-document rules, and a translation into Envoy resources. Prints\n"
+        "`file:line: field.path: message` per problem and exits 1, or `ok` and exits 0.",
+        examples=["switchyard validate policies/", "switchyard validate policies/sentiment.yaml"],
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="policy files or directories (*.yaml, *.yml, recursively)")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("render", help="print the Envoy resources the policies translate to")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    p = add_command(
+        sub,
+        "render",
+        summary="print the Envoy resources the policies translate to",
+        description="Print the Envoy resources (clusters, endpoints, listeners, routes) the policies\n"
+        "translate to, in push order, as YAML or JSON.",
+        examples=["switchyard render policies/", "switchyard render policies/ --format json"],
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="policy files or directories")
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml", help="output format (default yaml)")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("bootstrap", help="print an Envoy bootstrap (YAML) that connects to the control plane")
-    p.add_argument("--xds", type=_host_port, required=True, metavar="HOST:PORT")
-    p.add_argument("--admin-port", type=int, default=9901)
-    p.add_argument("--admin-address", default="127.0.0.1", help="Envoy admin listener (0.0.0.0 in containers)")
-    p.add_argument("--node-id", default="switchyard-envoy")
+    p = add_command(
+        sub,
+        "bootstrap",
+        summary="print an Envoy bootstrap (YAML) that connects to the control plane",
+        description="Print an Envoy bootstrap that connects to the control plane over ADS; start Envoy\n"
+        "with it (`envoy -c FILE`).",
+        examples=[
+            "switchyard bootstrap --xds 127.0.0.1:18000 > /tmp/envoy.yaml",
+            "switchyard bootstrap --xds control-plane:18000 --admin-address 0.0.0.0 --node-id envoy-edge --delta",
+        ],
+    )
+    p.add_argument("--xds", type=_host_port, required=True, metavar="HOST:PORT", help="the control plane's xDS address")
+    p.add_argument("--admin-port", type=int, default=9901, metavar="PORT", help="Envoy's admin port (default 9901)")
+    p.add_argument(
+        "--admin-address", default="127.0.0.1", metavar="ADDR", help="Envoy admin listener (0.0.0.0 in containers)"
+    )
+    p.add_argument("--node-id", default="switchyard-envoy", metavar="ID", help="the node id Envoy announces")
     p.add_argument("--delta", action="store_true", help="incremental (delta) ADS instead of state of the world")
     p.add_argument(
         "--admin-url",
@@ -145,12 +200,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bootstrap)
 
-    p = sub.add_parser("serve", help="run the control plane")
+    p = add_command(
+        sub,
+        "serve",
+        summary="run the control plane (xDS for Envoy, the admin API, the policy watcher)",
+        description="Run the control plane: serve xDS (ADS) to Envoys, the admin API, and reload when\n"
+        "policy files change. An invalid edit is rejected (logged, and shown in /v1/status) and the\n"
+        "last good configuration keeps being served. `switchyard up` runs this for you.",
+        examples=[
+            "switchyard serve --policies policies/",
+            "switchyard serve --policies policies/ --tokens tokens.yaml --admin-address 0.0.0.0",
+        ],
+    )
     p.add_argument("--policies", nargs="+", required=True, metavar="DIR", help="policy directories or files")
-    p.add_argument("--xds-address", default="127.0.0.1")
-    p.add_argument("--xds-port", type=int, default=18000)
-    p.add_argument("--admin-address", default="127.0.0.1")
-    p.add_argument("--admin-port", type=int, default=18001)
+    p.add_argument("--xds-address", default="127.0.0.1", metavar="ADDR", help="xDS listen address (default 127.0.0.1)")
+    p.add_argument("--xds-port", type=int, default=18000, metavar="PORT", help="xDS port (default 18000)")
+    p.add_argument(
+        "--admin-address",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="admin API address (beyond loopback needs --tokens)",
+    )
+    p.add_argument("--admin-port", type=int, default=18001, metavar="PORT", help="admin API port (default 18001)")
     p.add_argument("--no-watch", action="store_true", help="do not reload when policy files change")
     p.add_argument(
         "--overrides",

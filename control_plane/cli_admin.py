@@ -1,63 +1,138 @@
 """`switchyard status|shift|promote|rollback|shadow|envoys|audit|history`: the admin API from a shell.
 
 Exit status 0 when the server accepted, 1 when it refused or could not be
-reached (its message on stderr). ``--json`` prints the server's answer as is.
+reached (one message on stderr). ``-o json|yaml`` prints the server's answer as is.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from control_plane.client import AdminClient, AdminError, default_url
+from control_plane.cli_common import Handler, Show, add_command, admin_options, run_admin
+from control_plane.client import AdminClient, AdminError
 
-Handler = Callable[[AdminClient, argparse.Namespace], Any]
+# Where the API's field names meet the arguments users type.
+_CHANGE_FLAGS = {
+    "path.name": "MODEL",
+    "body.weights": "{rest}=PCT",
+    "body.percent": "--percent",
+    "body.version": "VERSION",
+    "query.version": "VERSION",
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help=f"admin API URL (env SWITCHYARD_URL; default {default_url()})")
-    common.add_argument("--token", help="bearer token (env SWITCHYARD_TOKEN)")
-    common.add_argument("--json", action="store_true", help="print the server's JSON answer")
+    common = admin_options()
 
-    def add(name: str, help_text: str, handler: Handler, show: Callable[[Any], None]) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, parents=[common])
-        p.set_defaults(func=lambda args: _run(args, handler, show))
+    def add(
+        name: str, handler: Handler, show: Show, *, summary: str, description: str = "", examples: Sequence[str] = ()
+    ) -> argparse.ArgumentParser:
+        p = add_command(sub, name, summary=summary, description=description, examples=examples, parents=[common])
+        p.set_defaults(func=lambda args: run_admin(args, handler, show, flags=_CHANGE_FLAGS))
         return p
 
-    p = add("status", "show models (or one model) as the control plane serves them", _status, _show_status)
-    p.add_argument("model", nargs="?")
+    p = add(
+        "status",
+        _status,
+        _show_status,
+        summary="show models as the control plane serves them",
+        description="Each model's split, effective split (after readiness), mirrors and unready versions.\n"
+        "With MODEL: its rules and every endpoint's readiness too. A banner says when the policy\n"
+        "files on disk were rejected and the served configuration is the last good one.",
+        examples=["switchyard status", "switchyard status sentiment", "switchyard status -o wide"],
+    )
+    p.add_argument("model", nargs="?", metavar="MODEL", help="one model (default: all)")
 
-    p = add("shift", "set a model's split: shift MODEL VERSION=PCT...", _shift, _show_change)
-    p.add_argument("model")
-    p.add_argument("weights", nargs="+", type=_weight, metavar="VERSION=PCT")
+    p = add(
+        "shift",
+        _shift,
+        _show_change,
+        summary="set a model's default split",
+        description="Set the default split: the whole new split, integer percentages summing to 100.\n"
+        "The change is validated as a whole policy set, written back to the policy file (comments\n"
+        "kept) and pushed to Envoy; it is refused if the model changed since this command read it.",
+        examples=[
+            "switchyard shift sentiment sentiment-v3=50 sentiment-v4=50",
+            "switchyard shift sentiment sentiment-v4=100",
+        ],
+    )
+    p.add_argument("model", metavar="MODEL", help="the model (its metadata.name)")
+    p.add_argument(
+        "weights", nargs="+", type=_weight, metavar="VERSION=PCT", help="a version and its share, e.g. sentiment-v4=10"
+    )
 
-    p = add("promote", "send 100%% of a model's traffic to one version", _promote, _show_change)
-    p.add_argument("model")
-    p.add_argument("version")
+    p = add(
+        "promote",
+        _promote,
+        _show_change,
+        summary="send 100%% of a model's default split to one version (and stop mirroring it)",
+        examples=["switchyard promote sentiment sentiment-v4"],
+    )
+    p.add_argument("model", metavar="MODEL", help="the model")
+    p.add_argument("version", metavar="VERSION", help="the version that gets all of the default split")
 
-    p = add("rollback", "go back to the split before the last change", _rollback, _show_change)
-    p.add_argument("model")
+    p = add(
+        "rollback",
+        _rollback,
+        _show_change,
+        summary="go back to the split (and mirrors) before the last change",
+        description="Go back to the split and mirrors the model had before its last change (from its\n"
+        "history); rolling back twice undoes the rollback.",
+        examples=["switchyard rollback sentiment"],
+    )
+    p.add_argument("model", metavar="MODEL", help="the model")
 
-    p = add("shadow", "mirror traffic to a version (--percent N) or stop (--off)", _shadow, _show_change)
-    p.add_argument("model")
-    p.add_argument("version", nargs="?", help="with --off and no version: stop every mirror")
+    p = add(
+        "shadow",
+        _shadow,
+        _show_change,
+        summary="mirror a share of live traffic to a version, or stop (--off)",
+        description="Mirror a share of the model's live requests to VERSION. Clients only ever see\n"
+        "production's answer; `switchyard shadow-report MODEL` compares the two.",
+        examples=[
+            "switchyard shadow sentiment sentiment-v5 --percent 50",
+            "switchyard shadow sentiment sentiment-v5 --off",
+            "switchyard shadow sentiment --off              # stop every mirror",
+        ],
+    )
+    p.add_argument("model", metavar="MODEL", help="the model")
+    p.add_argument("version", nargs="?", metavar="VERSION", help="the version to mirror to (optional with --off)")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--percent", type=float)
-    group.add_argument("--off", action="store_true")
+    group.add_argument("--percent", type=float, metavar="N", help="share of live requests mirrored, 0 < N <= 100")
+    group.add_argument("--off", action="store_true", help="stop mirroring to VERSION, or to every version")
 
-    add("envoys", "connected Envoys: ACKed versions, pending pushes, last NACK", _envoys, _show_envoys)
+    add(
+        "envoys",
+        _envoys,
+        _show_envoys,
+        summary="connected Envoys: what each runs, pending pushes, last NACK",
+        description="Every Envoy connected over ADS: the snapshot it runs completely, what it has\n"
+        "ACKed per resource type (-o wide), pushes it has not ACKed yet, and its last NACK with\n"
+        "Envoy's error text.",
+        examples=["switchyard envoys", "switchyard envoys -o wide"],
+    )
 
-    p = add("audit", "the audit log, newest first", _audit, _show_audit)
-    p.add_argument("--model")
-    p.add_argument("--limit", type=int, default=50)
+    p = add(
+        "audit",
+        _audit,
+        _show_audit,
+        summary="the audit log of changes, newest first",
+        examples=["switchyard audit", "switchyard audit --model sentiment --limit 10"],
+    )
+    p.add_argument("--model", metavar="MODEL", help="only this model's records")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N records (default 50)")
 
-    p = add("history", "every split a model has had", _history, _show_history)
-    p.add_argument("model")
+    p = add(
+        "history",
+        _history,
+        _show_history,
+        summary="every split a model has had, who set it and when",
+        examples=["switchyard history sentiment"],
+    )
+    p.add_argument("model", metavar="MODEL", help="the model")
 
 
 def _weight(text: str) -> tuple[str, int]:
@@ -65,24 +140,6 @@ def _weight(text: str) -> tuple[str, int]:
     if not sep or not version or not pct.strip().isdigit():
         raise argparse.ArgumentTypeError(f"expected VERSION=PCT with an integer percentage, got {text!r}")
     return version, int(pct)
-
-
-def _run(args: argparse.Namespace, handler: Handler, show: Callable[[Any], None]) -> int:
-    try:
-        with AdminClient(args.url, args.token) as client:
-            result = handler(client, args)
-    except AdminError as exc:
-        status = f" ({exc.status})" if exc.status else ""
-        print(f"switchyard {args.command}: error{status}: {exc.message}", file=sys.stderr)
-        for error in exc.errors:
-            if error != exc.message:
-                print(f"  {error}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        show(result)
-    return 0
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -151,27 +208,57 @@ def _when(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-def _show_status(result: dict[str, Any]) -> None:
+def _show_status(result: dict[str, Any], wide: bool) -> None:
     models = result.get("models", [result])
+    policy = result.get("policy") or {}
+    if policy.get("files_valid") is False:
+        # The files on disk say something else than what is served: say so first.
+        rejected = policy.get("last_rejected") or {}
+        print(f"! the policy files were rejected at {_when(rejected.get('at'))}; serving the last good configuration:")
+        for error in rejected.get("errors", [])[:10]:
+            print(f"!   {error}")
+        print()
     print(f"snapshot {result.get('snapshot_version') or '-'}")
-    rows = [
-        [
+    headers = ["MODEL", "TRAFFIC", "EFFECTIVE", "SHADOW", "UNREADY"] + (["RULES", "FILE"] if wide else [])
+    rows = []
+    for m in models:
+        row = [
             m["name"],
             _split(m["traffic"]),
             _split(m["effective_traffic"]) if m["effective_traffic"] != m["traffic"] else "(same)",
             _mirrors(m["shadow"]),
             ", ".join(v["name"] for v in m["versions"] if not v["ready"]) or "-",
         ]
-        for m in models
-    ]
-    print(table(["MODEL", "TRAFFIC", "EFFECTIVE", "SHADOW", "UNREADY"], rows))
+        if wide:
+            row += [", ".join(r["name"] for r in m["rules"]) or "-", f"{m.get('file')}:{m.get('line')}"]
+        rows.append(row)
+    print(table(headers, rows))
+    if "models" not in result or wide:
+        print()
+        for m in models:
+            _show_endpoints(m)
     if "models" not in result:
         print(f"\nfile {result['file']}:{result['line']}  etag {result['etag']}")
         for rule in result["rules"]:
             print(f"rule {rule['name']}: {_split(rule['traffic'])}")
 
 
-def _show_change(result: dict[str, Any]) -> None:
+def _show_endpoints(model: dict[str, Any]) -> None:
+    rows = [
+        [
+            model["name"],
+            v["name"],
+            e["address"],
+            "-" if e["ready"] is None else ("ready" if e["ready"] else "NOT READY"),
+            e.get("last_error") or "-",
+        ]
+        for v in model["versions"]
+        for e in v["endpoints"]
+    ]
+    print(table(["MODEL", "VERSION", "ENDPOINT", "READY", "LAST ERROR"], rows))
+
+
+def _show_change(result: dict[str, Any], wide: bool) -> None:
     if not result["changed"]:
         print(f"{result['model']}: unchanged ({_split(result['new']['traffic'])})")
         return
@@ -183,33 +270,38 @@ def _show_change(result: dict[str, Any]) -> None:
     print(f"  snapshot {result['snapshot_version']}")
 
 
-def _show_envoys(result: dict[str, Any]) -> None:
+def _show_envoys(result: dict[str, Any], wide: bool) -> None:
+    types = ("Cluster", "ClusterLoadAssignment", "Listener", "RouteConfiguration")
+    headers = ["NODE", "MODE", "CONNECTED", "IN SYNC", "SYNCED SNAPSHOT", "PENDING", "LAST NACK"]
+    if wide:
+        headers[5:5] = [f"ACKED {t.upper()}" for t in ("cds", "eds", "lds", "rds")]
     rows = []
     for n in result["envoys"]:
         nack = n.get("last_nack")
-        rows.append(
-            [
-                n["node_id"],
-                n["mode"],
-                "yes" if n["connected"] else "no",
-                "yes" if n["in_sync"] else "no",
-                n["synced_snapshot"],
-                ", ".join(n["pending"]) or "-",
-                f"{nack['type']}: {nack['error']}" if nack else "-",
-            ]
-        )
+        row = [
+            n["node_id"],
+            n["mode"],
+            "yes" if n["connected"] else "no",
+            "yes" if n["in_sync"] else "no",
+            n["synced_snapshot"],
+            ", ".join(n["pending"]) or "-",
+            f"{nack['type']}: {nack['error']}" if nack else "-",
+        ]
+        if wide:
+            row[5:5] = [n["acked"].get(t) for t in types]
+        rows.append(row)
     print(f"snapshot {result.get('snapshot_version') or '-'}")
-    print(table(["NODE", "MODE", "CONNECTED", "IN SYNC", "SYNCED SNAPSHOT", "PENDING", "LAST NACK"], rows))
+    print(table(headers, rows))
 
 
-def _show_audit(result: dict[str, Any]) -> None:
+def _show_audit(result: dict[str, Any], wide: bool) -> None:
     rows = [
         [
             r.get("time"),
             r.get("who"),
             r.get("action"),
             r.get("model"),
-            "accepted" if r.get("accepted") else f"rejected ({r.get('status')})",
+            _outcome(r),
             _split(r["new"]["traffic"]) if r.get("new") else (r.get("reason") or "-")[:80],
         ]
         for r in result["records"]
@@ -217,7 +309,12 @@ def _show_audit(result: dict[str, Any]) -> None:
     print(table(["TIME (UTC)", "WHO", "ACTION", "MODEL", "RESULT", "NEW SPLIT / REASON"], rows))
 
 
-def _show_history(result: dict[str, Any]) -> None:
+def _outcome(record: dict[str, Any]) -> str:
+    outcome = record.get("outcome") or ("accepted" if record.get("accepted") else "rejected")
+    return f"rejected ({record.get('status')})" if outcome == "rejected" else outcome
+
+
+def _show_history(result: dict[str, Any], wide: bool) -> None:
     rows = [
         [_when(e["at"]), e["who"], e["action"], _split(e["traffic"]), _mirrors(e["shadow"]), e["snapshot_version"]]
         for e in result["history"]

@@ -7,8 +7,10 @@ Redis also knows about versions whose replicas are all down.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
+
+from control_plane.cli_common import add_command, emit, output_of, output_options
 
 COLUMNS = (
     ("model", "model"),
@@ -33,10 +35,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         try:
             rows = version_stats(client, args.prefix, args.model)
         except redis.RedisError as exc:
-            print(f"error: cannot read the job queues at {args.redis_url}: {exc}")
+            print(
+                f"switchyard jobs: cannot read the job queues at {args.redis_url}: {exc}\n"
+                "  Is Redis running there? Pass the replicas' --redis-url (or set SWITCHYARD_REDIS_URL).",
+                file=sys.stderr,
+            )
             return 1
-    if args.json:
-        print(json.dumps(rows, indent=2))
+    if output_of(args) != "table":
+        emit(rows, args, lambda _rows, _wide: None)
         return 0
     if not rows:
         print("no job queues yet")
@@ -49,13 +55,21 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("jobs", help="async job queues per model version: depth, age, dead letters")
+    p = add_command(
+        sub,
+        "jobs",
+        summary="async job queues per model version: depth, age, dead letters",
+        description="The async inference queues, read from Redis: per model version the queue depth,\n"
+        "running jobs, the oldest job's age, completed jobs, mean processing time, jobs reclaimed\n"
+        "from dead workers, failed attempts and dead letters.",
+        examples=["switchyard jobs --redis-url redis://127.0.0.1:6379/0", "switchyard jobs --model sentiment -o json"],
+        parents=[output_options(wide=False)],
+    )
     p.add_argument(
         "--redis-url",
         default=os.environ.get("SWITCHYARD_REDIS_URL", "redis://127.0.0.1:6379/0"),
         help="the queue's Redis (default $SWITCHYARD_REDIS_URL or redis://127.0.0.1:6379/0)",
     )
-    p.add_argument("--model", default=None, help="only this model")
-    p.add_argument("--prefix", default="switchyard", help="key prefix the services use")
-    p.add_argument("--json", action="store_true", help="machine-readable rows")
+    p.add_argument("--model", default=None, metavar="MODEL", help="only this model")
+    p.add_argument("--prefix", default="switchyard", help="the key prefix the services use (default switchyard)")
     p.set_defaults(func=cmd_jobs)

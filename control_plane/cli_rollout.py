@@ -6,28 +6,45 @@ import argparse
 import time
 from typing import Any
 
-from control_plane.cli_admin import _run, table
-from control_plane.client import AdminClient, default_url
+from control_plane.cli_admin import table
+from control_plane.cli_common import add_command, admin_options, run_admin
+from control_plane.client import AdminClient
 
 VERBS = ("start", "pause", "resume", "abort", "promote")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help=f"admin API URL (env SWITCHYARD_URL; default {default_url()})")
-    common.add_argument("--token", help="bearer token (env SWITCHYARD_TOKEN)")
-    common.add_argument("--json", action="store_true", help="print the server's JSON answer")
-
-    p = sub.add_parser(
-        "rollout", help="canary rollouts: start|pause|resume|abort|promote|status MODEL", parents=[common]
+    common = admin_options()
+    p = add_command(
+        sub,
+        "rollout",
+        summary="canary rollouts: start|pause|resume|abort|promote|status MODEL",
+        description="Progressive delivery of spec.canary.candidate: the candidate's share steps up\n"
+        "while Envoy's error rate and latency for it stay within the canary's gates, and goes back\n"
+        "to the baseline when they do not.\n\n"
+        "  start    begin stepping (the model's policy needs a spec.canary block)\n"
+        "  pause    hold the current step        resume   continue with a fresh interval\n"
+        "  abort    all traffic back to the baseline now\n"
+        "  promote  all traffic to the candidate now\n"
+        "  status   phase, step, weight, deadline and the latest checks",
+        examples=["switchyard rollout start sentiment", "switchyard rollout status sentiment"],
+        parents=[common],
     )
-    p.add_argument("verb", choices=[*VERBS, "status"])
-    p.add_argument("model")
-    p.set_defaults(func=lambda args: _run(args, _rollout, show_rollout))
+    p.add_argument("verb", choices=[*VERBS, "status"], metavar="VERB", help=", ".join([*VERBS, "status"]))
+    p.add_argument("model", metavar="MODEL", help="the model")
+    p.set_defaults(func=lambda args: run_admin(args, _rollout, show_rollout))
 
-    p = sub.add_parser("shadow-report", help="production vs shadow answers for a model", parents=[common])
-    p.add_argument("model")
-    p.set_defaults(func=lambda args: _run(args, _shadow_report, show_shadow_report))
+    p = add_command(
+        sub,
+        "shadow-report",
+        summary="production vs shadow answers for a model",
+        description="How the mirrored versions' answers compare with production's: label agreement,\n"
+        "confidence differences, latency of each side, shadow errors and recent disagreements.",
+        examples=["switchyard shadow-report sentiment"],
+        parents=[common],
+    )
+    p.add_argument("model", metavar="MODEL", help="the model")
+    p.set_defaults(func=lambda args: run_admin(args, _shadow_report, show_shadow_report))
 
 
 def _rollout(c: AdminClient, a: argparse.Namespace) -> Any:
@@ -48,7 +65,7 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-def show_rollout(r: dict[str, Any]) -> None:
+def show_rollout(r: dict[str, Any], wide: bool = False) -> None:
     steps = ", ".join(f"{w}%" for w in r["plan"]["weights"])
     print(f"{r['model']}: {r['phase']}  {r['candidate']} at {r['weight']}% (baseline {r['baseline']})")
     print(f"  steps {steps}; check every {r['plan']['interval_s']:g} s; failed checks in a row {r['failed_checks']}")
@@ -72,7 +89,7 @@ def show_rollout(r: dict[str, Any]) -> None:
         print(table(["CHECK", "WEIGHT", "REQUESTS", "5XX", "P99 MS", "BASE P99", "RESULT"], rows))
 
 
-def show_shadow_report(r: dict[str, Any]) -> None:
+def show_shadow_report(r: dict[str, Any], wide: bool = False) -> None:
     if not r["shadows"]:
         print(f"{r['model']}: no shadow answers compared yet ({r['pending']} waiting for their pair)")
         return

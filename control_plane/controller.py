@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from control_plane import ir
 from control_plane.ir import RoutingIntent
@@ -43,6 +44,21 @@ class ReloadOutcome:
     errors: list[str] = field(default_factory=list)
     snapshot_version: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)  # load, intent, translate, snapshot
+    changed: bool = False  # accepted and published a new snapshot (not a no-op such as our own write-back)
+    models: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "accepted": self.accepted,
+            "changed": self.changed,
+            "errors": self.errors,
+            "snapshot_version": self.snapshot_version,
+            "models": self.models,
+        }
+
+
+RECENT_RELOADS = 32  # kept for /v1/status, so `switchyard up` can print every outcome
 
 
 class Controller:
@@ -76,6 +92,7 @@ class Controller:
         self.unready: frozenset[str] = frozenset()
         self.last_reload: ReloadOutcome | None = None
         self.last_rejected: ReloadOutcome | None = None
+        self.reloads: deque[ReloadOutcome] = deque(maxlen=RECENT_RELOADS)  # newest last
         # Bumped by every publish attempt: a reload whose files were read before
         # another publish ran is stale and must not overwrite it (see PolicyChanges).
         self.generation = 0
@@ -146,8 +163,15 @@ class Controller:
         stages = ("intent", "translate", "snapshot")
         timings = {"load": round(read_ms, 3)}
         timings.update({s: round((b - a) * 1000, 3) for s, a, b in zip(stages, marks[:-1], marks[1:], strict=True)})
-        outcome = ReloadOutcome(time.time(), True, snapshot_version=snapshot.version, timings_ms=timings)
-        self.last_reload = outcome
+        outcome = ReloadOutcome(
+            time.time(),
+            True,
+            snapshot_version=snapshot.version,
+            timings_ms=timings,
+            changed=changed,
+            models=len(intent.models),
+        )
+        self._record(outcome)
         if changed:
             log.info(
                 "policies accepted: %d models, snapshot %s (%s)",
@@ -191,7 +215,7 @@ class Controller:
             [_envoy_said(rejection, f"snapshot {rejection.snapshot_version}") + f"; serving {now} again"],
             snapshot_version=rejection.snapshot_version,
         )
-        self.last_reload = self.last_rejected = outcome
+        self._record(outcome)
         log.error("%s", outcome.errors[0])
         if self.on_reverted is not None:
             self.on_reverted(self.intent)
@@ -214,9 +238,15 @@ class Controller:
         listener = self.overrides.listener or to_intent(replace(policies, models=())).listener
         return RoutingIntent(listener, tuple(models))
 
+    def _record(self, outcome: ReloadOutcome) -> None:
+        self.last_reload = outcome
+        if not outcome.accepted:
+            self.last_rejected = outcome
+        self.reloads.append(outcome)
+
     def _reject(self, errors: list[str]) -> ReloadOutcome:
         outcome = ReloadOutcome(time.time(), False, errors)
-        self.last_reload = self.last_rejected = outcome
+        self._record(outcome)
         log.error("policy change rejected, still serving the last good configuration:\n  %s", "\n  ".join(errors))
         return outcome
 

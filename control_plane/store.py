@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
@@ -62,7 +63,7 @@ def edit_routing(text: str, model: str, traffic: Mapping[str, int], shadow: Sequ
     except YAMLError as exc:
         raise StoreError(f"cannot parse the policy file for editing: {exc}") from None
     spec = _find_spec(docs, model)
-    _set_traffic(spec, traffic)
+    _set_traffic(spec, traffic, _key_texts(text, model))
     _set_shadow(spec, shadow)
     after = _dump(y, docs)
     edited = _splice(text, before, after)
@@ -79,7 +80,7 @@ def _find_spec(docs: list[Any], model: str) -> CommentedMap:
             isinstance(doc, CommentedMap)
             and doc.get("kind") == "ModelRoute"
             and isinstance(doc.get("metadata"), Mapping)
-            and doc["metadata"].get("name") == model
+            and str(doc["metadata"].get("name")) == model  # as text: ruamel reads a name `123` as a number
         ):
             spec = doc.get("spec")
             if isinstance(spec, CommentedMap):
@@ -88,22 +89,49 @@ def _find_spec(docs: list[Any], model: str) -> CommentedMap:
     raise StoreError(f"model {model!r} is not defined in this file")
 
 
-def _set_traffic(spec: CommentedMap, traffic: Mapping[str, int]) -> None:
+def _key_texts(text: str, model: str) -> dict[str, list[str]]:
+    """The keys of the model's spec.versions and spec.traffic as written, in order.
+
+    ruamel reads YAML 1.2, where a version named ``1`` or ``1e3`` is a number;
+    the policy loader and the API take keys verbatim ("1", "1e3"). The keys'
+    text, by position, tells which ruamel key is which version.
+    """
+    for document in yaml.compose_all(text, Loader=yaml.CSafeLoader):
+        if not isinstance(document, yaml.MappingNode):
+            continue
+        fields = {k.value: v for k, v in document.value if isinstance(k, yaml.ScalarNode)}
+        metadata, spec = fields.get("metadata"), fields.get("spec")
+        names = dict((k.value, v.value) for k, v in metadata.value) if isinstance(metadata, yaml.MappingNode) else {}
+        if names.get("name") == model and isinstance(spec, yaml.MappingNode):
+            found = {k.value: v for k, v in spec.value if isinstance(k, yaml.ScalarNode)}
+            return {
+                key: [k.value for k, _ in node.value] if isinstance(node, yaml.MappingNode) else []
+                for key, node in ((key, found.get(key)) for key in ("versions", "traffic"))
+            }
+    return {"versions": [], "traffic": []}
+
+
+def _set_traffic(spec: CommentedMap, traffic: Mapping[str, int], texts: Mapping[str, list[str]]) -> None:
     # Keys the split gains go where the versions' declaration order puts them, so
     # the split reads like the versions list whatever order the request named them in.
-    declared = list(spec["versions"]) if isinstance(spec.get("versions"), Mapping) else []
-    rank = {v: i for i, v in enumerate(declared)}
+    rank = {v: i for i, v in enumerate(texts["versions"])}
     ordered = sorted(traffic, key=lambda v: rank.get(v, len(rank)))
     current = spec.get("traffic")
     if isinstance(current, CommentedMap):
         # Edit in place: the mapping keeps its style, its comments and the order of its keys.
-        for version in [v for v in current if v not in traffic]:
-            del current[version]
+        named = dict(zip(list(current), texts["traffic"], strict=False))  # ruamel key -> its text
+        for key in [k for k in current if named.get(k, str(k)) not in traffic]:
+            del current[key]
+        present = {named.get(k, str(k)): k for k in current}
         for version in ordered:
-            if version in current:
-                current[version] = traffic[version]
+            if version in present:
+                current[present[version]] = traffic[version]
                 continue
-            later = [i for i, v in enumerate(current) if rank.get(v, len(rank)) > rank.get(version, len(rank))]
+            later = [
+                i
+                for i, k in enumerate(current)
+                if rank.get(named.get(k, str(k)), len(rank)) > rank.get(version, len(rank))
+            ]
             current.insert(later[0] if later else len(current), version, traffic[version])
         return
     new = CommentedMap((v, traffic[v]) for v in ordered)
@@ -140,12 +168,12 @@ def _set_shadow(spec: CommentedMap, shadow: Sequence[Shadow]) -> None:
     # Edit entries in place so their style and comments stay.
     for i in reversed(range(len(current))):
         entry = current[i]
-        version = entry.get("version") if isinstance(entry, Mapping) else None
+        version = str(entry.get("version")) if isinstance(entry, Mapping) else None
         if version not in wanted:
             del current[i]
     present = set()
     for entry in current:
-        version = entry["version"]
+        version = str(entry["version"])
         present.add(version)
         if wanted[version] == 100 and "percent" not in entry:
             continue  # 100 is the default: do not add a line that says nothing

@@ -17,12 +17,14 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model_services import __version__, shadow_report
 from model_services.batcher import BatcherError, QueueFull
 from model_services.metrics import CONTENT_TYPE
 from model_services.middleware import ServiceMiddleware
+from model_services.near_miss import warning_header
 from model_services.schemas import (
     BatchItem,
     BatchPredictRequest,
@@ -157,9 +159,17 @@ def _model_or_404(service: ModelService, name: str, version: str | None) -> None
 router = APIRouter()
 
 
+def warn_near_misses(service: ModelService, body: BaseModel, request: Request, response: Response) -> None:
+    """A misspelt pin field or header went unnoticed by the router: say so in the answer."""
+    warnings = service.near_misses.warnings((body.model_extra or {}).keys(), request.headers.keys())
+    if warnings:
+        response.headers["Warning"] = warning_header(warnings)
+
+
 @router.post("/v1/predict", response_model=PredictResponse, responses=_ERRORS)
-async def predict(body: PredictRequest, request: Request) -> PredictResponse:
+async def predict(body: PredictRequest, request: Request, response: Response) -> PredictResponse:
     service = _service(request)
+    warn_near_misses(service, body, request, response)
     _check_version(service, body.model_version)
     _check_texts(service, [body.text], field="text")
     (pred,) = await _predict(request, [body.text])
@@ -176,8 +186,9 @@ async def predict(body: PredictRequest, request: Request) -> PredictResponse:
 
 
 @router.post("/v1/predict/batch", response_model=BatchPredictResponse, responses=_ERRORS)
-async def predict_batch(body: BatchPredictRequest, request: Request) -> BatchPredictResponse:
+async def predict_batch(body: BatchPredictRequest, request: Request, response: Response) -> BatchPredictResponse:
     service = _service(request)
+    warn_near_misses(service, body, request, response)
     _check_version(service, body.model_version)
     _check_texts(service, body.texts, field="texts")
     preds = await _predict(request, body.texts)

@@ -70,6 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
             ),
             report_url=args.report_url,
             report_inputs=not args.report_no_inputs,
+            pin_header=args.pin_header,
+            pin_body_field=args.pin_body_field,
             warmup=not args.no_warmup,
             access_log=args.access_log,
             log_level=args.log_level,
@@ -191,6 +193,16 @@ def parser() -> argparse.ArgumentParser:
         " token from $SWITCHYARD_REPORT_TOKEN",
     )
     s.add_argument("--report-no-inputs", action="store_true", help="never send request texts to the collector")
+    s.add_argument(
+        "--pin-header",
+        default="x-model-version",
+        help="the header routes pin versions by (the policy's spec.pinning.header): near misses get a Warning",
+    )
+    s.add_argument(
+        "--pin-body-field",
+        default="model_version",
+        help="the body field routes pin versions by (spec.pinning.body_field): near misses get a Warning",
+    )
     s.add_argument("--no-warmup", action="store_true", help="skip warm-up batches")
     s.add_argument("--access-log", action="store_true")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

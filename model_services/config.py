@@ -54,6 +54,10 @@ class ServeConfig:
     # path) to the control plane's collector, e.g. http://127.0.0.1:18001/v1/shadow/reports.
     report_url: str | None = None
     report_inputs: bool = True  # send mirrored requests' inputs for disagreement samples
+    # How the routes in front pin a version (the policy's spec.pinning): a request
+    # field or header one typo away from these gets a Warning (near_miss.py).
+    pin_header: str = "x-model-version"
+    pin_body_field: str = "model_version"
     warmup: bool = True
     access_log: bool = False
     log_level: str = "info"

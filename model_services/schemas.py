@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 
 class PredictRequest(BaseModel):
+    # Unknown fields are kept (not ignored), to warn about misspelt pin fields.
+    model_config = ConfigDict(extra="allow")
+
     text: StrictStr = Field(examples=["This product is terrible"])
     model_version: StrictStr | None = Field(default=None, examples=["sentiment-v3"])
 
@@ -26,6 +29,8 @@ class PredictResponse(BaseModel):
 
 
 class BatchPredictRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     texts: list[StrictStr]
     model_version: StrictStr | None = None
 

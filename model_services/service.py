@@ -30,6 +30,7 @@ from model_services.handler import (
 )
 from model_services.manifest import read_manifest
 from model_services.metrics import ServiceMetrics
+from model_services.near_miss import NearMisses
 from model_services.worker import process_loader
 
 log = logging.getLogger("model_services")
@@ -95,6 +96,11 @@ class ModelService:
         self.broken: str | None = None
         self.fault = FaultSettings(config.fault_rate, config.fault_latency_ms, config.fault_match)
         self.metrics = ServiceMetrics(self.name, self.version)
+        # Names a request may spell almost right: the API's fields and the pins in front of it.
+        self.near_misses = NearMisses(
+            body_fields=("text", "texts", "callback_url", "model_version", config.pin_body_field.split(".")[0]),
+            headers=(config.pin_header,),
+        )
         self.metrics.ready.set_function(lambda: 1.0 if self.ready else 0.0)
         self.device: torch.device | None = None
         # Called when loading fails, so the process exits instead of idling unready.

@@ -15,9 +15,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from control_plane import ir
 from control_plane.admin.context import AdminContext, Context, Operator, Reader
-from control_plane.admin.status import model_view
+from control_plane.admin.status import model_view, policy_state
 from control_plane.auth import Identity
-from control_plane.changes import Change, ChangeError, etag_of, find_model
+from control_plane.changes import Change, ChangeError, combined_etag, etag_of, find_model, no_such_model
 from control_plane.policy.loader import Located
 from control_plane.policy.schema import ModelRoute, Percent
 
@@ -72,7 +72,7 @@ def _view(
     if model is None and intent is not None:
         model = next((m for m in intent.models if m.name == name), None)
     if located is None or model is None:
-        raise ChangeError(404, f"no model named {name!r}")
+        raise unknown_model(ctx, name)
     view = model_view(ctx.controller, ctx.prober, name, model)
     current = ctx.cache.current
     view.update(
@@ -84,20 +84,29 @@ def _view(
     return view
 
 
-@router.get("", summary="Every model: versions, split, rules, shadows, readiness, ETag")
-async def list_models(ctx: Context, who: Reader) -> dict[str, Any]:
+def unknown_model(ctx: AdminContext, name: str) -> ChangeError:
+    intent = ctx.controller.intent
+    return no_such_model(name, (m.name for m in intent.models) if intent else ())
+
+
+@router.get("", summary="Every model: versions, split, rules, shadows, readiness; the ETag covers them all")
+async def list_models(ctx: Context, who: Reader, response: Response) -> dict[str, Any]:
     policies, intent = ctx.controller.policies, ctx.controller.intent
     located = {m.value.metadata.name: m for m in policies.models} if policies else {}
     current = ctx.cache.current
+    views = [_view(ctx, m.name, located.get(m.name), m) for m in (intent.models if intent else ())]
+    response.headers["ETag"] = combined_etag([v["etag"] for v in views])
     return {
         "snapshot_version": current.version if current else None,
-        "models": [_view(ctx, m.name, located.get(m.name), m) for m in (intent.models if intent else ())],
+        "policy": policy_state(ctx.controller),
+        "models": views,
     }
 
 
 @router.get("/{name}", summary="One model; the ETag header is what If-Match expects")
 async def get_model(name: str, ctx: Context, who: Reader, response: Response) -> dict[str, Any]:
     view = _view(ctx, name)
+    view["policy"] = policy_state(ctx.controller)
     response.headers["ETag"] = view["etag"]
     return view
 
@@ -106,7 +115,7 @@ async def get_model(name: str, ctx: Context, who: Reader, response: Response) ->
 async def history(name: str, ctx: Context, who: Reader) -> dict[str, Any]:
     entries = ctx.changes.history.entries(name)
     if not entries and find_model(ctx.controller.policies, name) is None:
-        raise ChangeError(404, f"no model named {name!r}")
+        raise unknown_model(ctx, name)
     return {"model": name, "history": [e.to_json() for e in entries]}
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from control_plane.admin.context import Operator, Reader
-from control_plane.changes import ChangeError
+from control_plane.changes import ChangeError, no_such_model
 from control_plane.shadow.collector import ShadowCollector
 from control_plane.shadow.records import ReportBatch
 
@@ -33,7 +33,7 @@ async def report(name: str, request: Request, who: Reader) -> dict[str, Any]:
     controller = request.app.state.controller
     intent = controller.intent
     if intent is None or name not in {m.name for m in intent.models}:
-        raise ChangeError(404, f"no model named {name!r}")
+        raise no_such_model(name, (m.name for m in intent.models) if intent else ())
     return found.report(name)
 
 

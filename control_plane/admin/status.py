@@ -40,14 +40,13 @@ def healthz(request: Request, response: Response) -> dict[str, Any]:
 def status(request: Request) -> dict[str, Any]:
     controller, cache, nodes, prober = _state(request)
     snapshot = cache.current
-    rejected = controller.last_rejected
     return {
         "snapshot_version": snapshot.version if snapshot else None,
         "published_at": cache.published_at,
         "policy": {
             "paths": [str(p) for p in controller.policy_paths],
-            "last_reload": _outcome(controller.last_reload),
-            "last_rejected": _outcome(rejected),
+            **policy_state(controller),
+            "reloads": [o.to_json() for o in controller.reloads],
         },
         "models": [model_view(controller, prober, name) for name in _model_names(controller)],
         "envoys": [node.to_json() for node in nodes.all()],
@@ -68,14 +67,15 @@ def _model_names(controller: Controller) -> list[str]:
     return [m.name for m in controller.intent.models] if controller.intent else []
 
 
-def _outcome(outcome: Any) -> dict[str, Any] | None:
-    if outcome is None:
-        return None
+def policy_state(controller: Controller) -> dict[str, Any]:
+    """Whether the files on disk are what is served, and the latest reload outcomes."""
+    last, rejected = controller.last_reload, controller.last_rejected
     return {
-        "at": outcome.at,
-        "accepted": outcome.accepted,
-        "errors": outcome.errors,
-        "snapshot_version": outcome.snapshot_version,
+        # False: the latest reload was rejected, so the files say something the
+        # control plane does not serve (it serves the last good configuration).
+        "files_valid": last is None or last.accepted,
+        "last_reload": last.to_json() if last else None,
+        "last_rejected": rejected.to_json() if rejected else None,
     }
 
 

@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from control_plane.bootstrap import bootstrap_yaml
+from control_plane.cli_common import add_command
 from control_plane.envoy_binary import envoy_binary
 from control_plane.local import commands
 from control_plane.local.supervisor import Managed, Supervisor
@@ -261,8 +262,25 @@ class LocalStack:
         return "\n".join(lines)
 
     def supervise(self, stop: threading.Event) -> None:
+        """Restart crashed children, and say here what the control plane did with each policy edit."""
+        status = self._control_plane_status()
+        seen = max((r["at"] for r in status["policy"]["reloads"]), default=0.0) if status else 0.0
         while not stop.wait(0.5):
             self.supervisor.check()
+            seen = self.report_reloads(seen)
+
+    def report_reloads(self, seen: float) -> float:
+        """Print each reload newer than ``seen`` (one line, or the rejection's lines); the newest time."""
+        status = self._control_plane_status()
+        if status is None:
+            return seen
+        for reload in status["policy"]["reloads"]:
+            if reload["at"] <= seen:
+                continue
+            seen = reload["at"]
+            for line in reload_lines(reload):
+                self.console.say(line)
+        return seen
 
     def shutdown(self) -> None:
         self.console.say("stopping: Envoy, then the replicas (draining), then the control plane")
@@ -271,6 +289,18 @@ class LocalStack:
         groups += [[c] for c in (self.children.get("control-plane"),) if c]
         self.supervisor.stop(groups)
         self.console.say("stopped; no process left behind")
+
+
+def reload_lines(reload: dict[str, Any]) -> list[str]:
+    """What `up` prints for one reload: rejections in full, accepted edits in a line, no-ops not at all."""
+    when = time.strftime("%H:%M:%S", time.localtime(reload["at"]))
+    if not reload["accepted"]:
+        return [f"[{when}] policy change rejected; still serving the last good configuration:"] + [
+            f"    {error}" for error in reload["errors"]
+        ]
+    if reload["changed"]:
+        return [f"[{when}] policy change accepted: {reload['models']} model(s), snapshot {reload['snapshot_version']}"]
+    return []
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -305,13 +335,26 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("up", help="run control plane, Envoy and the model-service fleet on this machine")
-    p.add_argument("--policies", default="policies", help="policy directory (needs a `kind: Fleet`)")
-    p.add_argument("--state-dir", default=".state", help="model store, logs, generated configs")
-    p.add_argument("--model-store", default=None, help="model store directory (default: STATE_DIR/models)")
-    p.add_argument("--address", default="127.0.0.1", help="Envoy listener address (the Gateway's is ignored)")
-    p.add_argument("--port", type=int, default=10000, help="Envoy listener port")
-    p.add_argument("--xds-port", type=int, default=18000)
-    p.add_argument("--admin-port", type=int, default=18001)
-    p.add_argument("--envoy-admin-port", type=int, default=9901)
+    p = add_command(
+        sub,
+        "up",
+        summary="run control plane, Envoy and the model-service fleet on this machine",
+        description="Run the whole system locally: build the model store if it is missing, start the\n"
+        "control plane, Envoy and every replica the policies' `kind: Fleet` documents ask for (on\n"
+        "free ports), wait until Envoy has ACKed the configuration and every version is ready,\n"
+        "restart a replica that crashes, print each policy edit the control plane accepts or\n"
+        "rejects, and stop everything cleanly on Ctrl-C. Everything listens on 127.0.0.1 (the\n"
+        "Gateway document's address and port are for containers; use --address and --port).",
+        examples=["switchyard up", "switchyard up --port 8080 --state-dir /tmp/switchyard"],
+    )
+    p.add_argument("--policies", default="policies", metavar="DIR", help="policy directory (needs a `kind: Fleet`)")
+    p.add_argument("--state-dir", default=".state", metavar="DIR", help="model store, logs, generated configs")
+    p.add_argument(
+        "--model-store", default=None, metavar="DIR", help="model store directory (default STATE_DIR/models)"
+    )
+    p.add_argument("--address", default="127.0.0.1", metavar="ADDR", help="Envoy listener address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=10000, metavar="PORT", help="Envoy listener port (default 10000)")
+    p.add_argument("--xds-port", type=int, default=18000, metavar="PORT", help="control plane xDS port (default 18000)")
+    p.add_argument("--admin-port", type=int, default=18001, metavar="PORT", help="admin API port (default 18001)")
+    p.add_argument("--envoy-admin-port", type=int, default=9901, metavar="PORT", help="Envoy admin port (default 9901)")
     p.set_defaults(func=run_up)

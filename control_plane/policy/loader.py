@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections import OrderedDict
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from control_plane.policy.errors import FieldPath, PolicyError, PolicyErrors
 from control_plane.policy.schema import API_VERSION, KINDS, Fleet, Gateway, ModelRoute
-from control_plane.policy.semantic import check_model
+from control_plane.policy.semantic import Problem, check_model
 from control_plane.policy.yaml_source import SourceDocument, parse_documents, paused_gc
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ def load_texts(texts: dict[str, str]) -> PolicySet:
         errors.extend(_check_across(models, gateways))
         errors.extend(_check_fleets(models, fleets, rejected))
     if errors:
-        raise PolicyErrors(errors)
+        order = {file: i for i, file in enumerate(texts)}
+        raise PolicyErrors(sorted(errors, key=lambda e: (order.get(e.file, len(order)), e.line)))
     return PolicySet(tuple(models), gateways[0] if gateways else None, tuple(texts), tuple(fleets))
 
 
@@ -217,8 +219,12 @@ def _validate_document(doc: SourceDocument, errors: list[PolicyError]) -> ModelR
     try:
         value = model_cls.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            fail(*_describe(err))
+        problems = [_describe(err) for err in exc.errors(include_url=False)]
+        for path, message in problems:
+            fail(path, message)
+        if model_cls is ModelRoute:
+            for path, message in _independent_problems(data, [p for p, _ in problems] + list(doc.broken)):
+                fail(path, message)
         return None
     if isinstance(value, ModelRoute):
         for path, message in check_model(value):
@@ -226,6 +232,44 @@ def _validate_document(doc: SourceDocument, errors: list[PolicyError]) -> ModelR
         return value
     assert isinstance(value, Gateway | Fleet)
     return value
+
+
+def _independent_problems(data: dict[str, Any], bad: list[FieldPath]) -> list[Problem]:
+    """The cross-field problems of a ModelRoute that failed validation, as far as they do not
+    follow from the fields already reported.
+
+    Without this a user fixes a typo, runs validate again, and only then learns
+    that the weights do not sum to 100. The bad fields are removed (a list they
+    sit in goes whole, since removing one item would shift the others' indices),
+    the rest is validated again, and its cross-field checks run; a problem at or
+    around a removed field, or naming a removed version, follows from an error
+    already shown and is left out.
+    """
+    removed: list[FieldPath] = []
+    pruned = copy.deepcopy(data)
+    for path in bad:
+        cut = path[: next((i for i, part in enumerate(path) if isinstance(part, int)), len(path))]
+        if cut[:2] == ("spec", "versions") and len(cut) > 3 and cut[3] == "endpoints":
+            cut = cut[:3]  # a version without endpoints is no version: leave it out whole
+        if len(cut) < 2:
+            return []  # the document's shape itself is wrong: nothing sensible is left to check
+        parent: Any = pruned
+        for part in cut[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(cut[-1], None)
+        removed.append(cut)
+    try:
+        route = ModelRoute.model_validate(pruned)
+    except ValidationError:
+        return []  # a required field was among the bad ones
+    versions = {str(r[2]) for r in removed if r[:2] == ("spec", "versions") and len(r) == 3}
+
+    def follows(path: FieldPath, message: str) -> bool:
+        overlaps = any(path[: len(r)] == r or r[: len(path)] == path for r in removed)
+        return overlaps or any(f"'{v}'" in message for v in versions)
+
+    return [(path, message) for path, message in check_model(route) if not follows(path, message)]
 
 
 def _describe(err: Any) -> tuple[FieldPath, str]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from control_plane import ir
 from control_plane.audit import AuditLog
-from control_plane.changes import ChangeError, Planner, PolicyChanges
+from control_plane.changes import ChangeError, Planner, PolicyChanges, no_such_model
 from control_plane.history import RoutingState
 from control_plane.rollout import machine
 from control_plane.rollout.machine import Phase, Plan, Rollout, TransitionError
@@ -263,7 +263,7 @@ class RolloutRunner:
                 raise KeyError(name)
             return intent.model(name)
         except KeyError:
-            raise ChangeError(404, f"no model named {name!r}") from None
+            raise no_such_model(name, (m.name for m in intent.models) if intent else ()) from None
 
     def _save(self, r: Rollout) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from redis.exceptions import RedisError
 
 from model_services.api import ApiError, _check_texts, _check_version, _service
@@ -21,10 +21,13 @@ from model_services.jobs.callbacks import CallbackPolicy, CallbackRefused
 from model_services.jobs.store import fingerprint
 from model_services.jobs.system import JobSystem
 from model_services.jobs.views import job_view
+from model_services.near_miss import warning_header
 
 
 class JobRequest(BaseModel):
-    # The body of /v1/predict plus a callback; unknown fields are ignored like there.
+    # The body of /v1/predict plus a callback; unknown fields are kept like there (near misses).
+    model_config = ConfigDict(extra="allow")
+
     text: StrictStr = Field(examples=["This product is terrible"])
     model_version: StrictStr | None = None
     callback_url: StrictStr | None = Field(default=None, examples=["https://example.com/hooks/jobs"])
@@ -114,6 +117,9 @@ async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
         jobs.metrics.submitted("accepted")
     status = record["status"] if record else "queued"
     headers = {"Location": f"/v1/jobs/{submitted.job_id}"}
+    warnings = service.near_misses.warnings((body.model_extra or {}).keys(), request.headers.keys())
+    if warnings:
+        headers["Warning"] = warning_header(warnings)
     if submitted.kind == "existing":
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse({"job_id": submitted.job_id, "status": status}, status_code=202, headers=headers)

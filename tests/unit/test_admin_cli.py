@@ -71,7 +71,7 @@ def test_rejection_exits_1_with_the_server_message(
 ) -> None:
     fake_server(monkeypatch, [], status=422)
     assert cli.main(["shift", "sentiment", "v3=90", "--url", "http://admin.test:1"]) == 1
-    assert "error (422): weights must sum to 100 (got 90)" in capsys.readouterr().err
+    assert capsys.readouterr().err == "switchyard shift: weights must sum to 100 (got 90)\n"
 
 
 def test_unreachable_server_exits_1(capsys: pytest.CaptureFixture[str]) -> None:

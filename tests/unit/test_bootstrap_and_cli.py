@@ -30,8 +30,12 @@ def test_validate_reports_one_line_per_error(tmp_path: Path, capsys: pytest.Capt
     )
     assert main(["validate", str(bad)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    # Schema errors first; cross-field checks run once a document is well-formed.
-    assert lines == [f"{bad}:23: spec.timeout: bad duration 5: write a number with a unit, e.g. 250ms, 5s, 1m, 1h"]
+    # Every independent error in one run, in the order of the file: the schema error and
+    # the cross-field one, which does not follow from it.
+    assert lines == [
+        f"{bad}:13: spec.traffic: weights must sum to 100 (got 110)",
+        f"{bad}:23: spec.timeout: bad duration 5: write a number with a unit, e.g. 250ms, 5s, 1m, 1h",
+    ]
     bad.write_text(bad.read_text().replace("timeout: 5\n", "timeout: 5s\n"))
     assert main(["validate", str(bad)]) == 1
     assert capsys.readouterr().out.splitlines() == [f"{bad}:13: spec.traffic: weights must sum to 100 (got 110)"]

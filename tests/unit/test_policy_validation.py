@@ -409,6 +409,29 @@ def test_invalid_policy_is_rejected_with_location(text: str, expected: str) -> N
     assert any(e.startswith(expected) for e in errors), errors
 
 
+def test_independent_errors_come_in_one_run_and_follow_ons_are_left_out() -> None:
+    text = (
+        BASE.replace('v4: {endpoints: ["127.0.0.1:8201"]}', 'v4: {endpoints: ["127.0.0.1:8201"], weight: 2}').replace(
+            'v5: {endpoints: ["127.0.0.1:8301"]}', 'v5: {endpoints: ["nope"]}'
+        )
+        + "  shadow: [{version: v3}, {version: v5}]\n  timeout: soon\n  traffic_: {}\n"
+    )
+    text = text.replace("traffic: {v3: 90, v4: 10}", "traffic: {v3: 90, v4: 20}")
+    assert errors_of(text) == [
+        "p.yaml:7: spec.versions.v4.weight: unknown field (not part of the switchyard/v1 schema; check the spelling)",
+        "p.yaml:8: spec.versions.v5.endpoints[0]: unparsable endpoint 'nope': expected host:port",
+        "p.yaml:9: spec.traffic: weights must sum to 100 (got 110)",
+        "p.yaml:10: spec.shadow[0].version: 'v3' already receives live traffic here: a version cannot shadow itself",
+        # not: "spec.shadow[1].version: 'v5' is not declared", which only follows from v5's bad endpoint
+        "p.yaml:11: spec.timeout: bad duration 'soon': write a number with a unit, e.g. 250ms, 5s, 1m, 1h",
+        "p.yaml:12: spec.traffic_: unknown field (not part of the switchyard/v1 schema; check the spelling)",
+    ]
+    # A negative weight is reported; the sum it spoils is not reported again.
+    assert errors_of(with_spec("", traffic="{v3: 90, v4: -10}")) == [
+        "p.yaml:9: spec.traffic.v4: must be >= 0 (got -10)"
+    ]
+
+
 def test_every_error_is_reported_not_just_the_first() -> None:
     text = with_spec("timeout: soon\nshadow: [{version: v9}]", traffic="{v3: 50, v4: 10.5}")
     errors = errors_of(text)
