@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from control_plane import ir
 from control_plane.controller import Controller, ReloadOutcome
@@ -73,10 +74,15 @@ class Change:
     history: list[HistoryEntry] = field(default_factory=list)
 
 
+def strong_etag(value: Any) -> str:
+    """A strong ETag of JSON-like data: the hash of its canonical serialisation."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:20] + '"'
+
+
 def etag_of(route: ModelRoute) -> str:
     """A strong ETag over the model's whole validated policy, not just its split."""
-    canonical = json.dumps(route.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:20] + '"'
+    return strong_etag(route.model_dump(mode="json"))
 
 
 def no_such_model(name: str, known: Iterable[str]) -> ChangeError:
@@ -87,7 +93,7 @@ def no_such_model(name: str, known: Iterable[str]) -> ChangeError:
 
 def combined_etag(etags: list[str]) -> str:
     """One strong ETag for a collection: changes whenever any member's does."""
-    return '"' + hashlib.sha256("".join(etags).encode()).hexdigest()[:20] + '"'
+    return strong_etag(etags)
 
 
 def etag_matches(if_match: str | None, etag: str) -> bool:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from control_plane.cli_common import Handler, Show, add_command, admin_options, run_admin
+from control_plane.cli_common import Handler, Show, add_command, admin_options, relative_to_cwd, run_admin
 from control_plane.client import AdminClient, AdminError
 
 # Where the API's field names meet the arguments users type.
@@ -204,6 +204,11 @@ def _mirrors(shadow: list[dict[str, Any]]) -> str:
     return ", ".join(f"{s['version']} {s['percent']:g}%" for s in shadow) or "-"
 
 
+def _shown_path(path: str | None) -> str:
+    """A file below the working directory as a relative path, as the user would type it."""
+    return relative_to_cwd(path) if path else "-"
+
+
 def _when(at: float | None) -> str:
     return "-" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
@@ -216,7 +221,7 @@ def _show_status(result: dict[str, Any], wide: bool) -> None:
         rejected = policy.get("last_rejected") or {}
         print(f"! the policy files were rejected at {_when(rejected.get('at'))}; serving the last good configuration:")
         for error in rejected.get("errors", [])[:10]:
-            print(f"!   {error}")
+            print(f"!   {relative_to_cwd(error)}")
         print()
     print(f"snapshot {result.get('snapshot_version') or '-'}")
     headers = ["MODEL", "TRAFFIC", "EFFECTIVE", "SHADOW", "UNREADY"] + (["RULES", "FILE"] if wide else [])
@@ -230,7 +235,7 @@ def _show_status(result: dict[str, Any], wide: bool) -> None:
             ", ".join(v["name"] for v in m["versions"] if not v["ready"]) or "-",
         ]
         if wide:
-            row += [", ".join(r["name"] for r in m["rules"]) or "-", f"{m.get('file')}:{m.get('line')}"]
+            row += [", ".join(r["name"] for r in m["rules"]) or "-", f"{_shown_path(m.get('file'))}:{m.get('line')}"]
         rows.append(row)
     print(table(headers, rows))
     if "models" not in result or wide:
@@ -238,7 +243,7 @@ def _show_status(result: dict[str, Any], wide: bool) -> None:
         for m in models:
             _show_endpoints(m)
     if "models" not in result:
-        print(f"\nfile {result['file']}:{result['line']}  etag {result['etag']}")
+        print(f"\nfile {_shown_path(result['file'])}:{result['line']}  etag {result['etag']}")
         for rule in result["rules"]:
             print(f"rule {rule['name']}: {_split(rule['traffic'])}")
 
@@ -263,8 +268,9 @@ def _show_change(result: dict[str, Any], wide: bool) -> None:
         print(f"{result['model']}: unchanged ({_split(result['new']['traffic'])})")
         return
     old, new = result["old"], result["new"]
-    print(f"{result['model']}: {result['action']} accepted, written to {result['file']}")
-    print(f"  traffic  {_split(old['traffic'])}  ->  {_split(new['traffic'])}")
+    print(f"{result['model']}: {result['action']} accepted, written to {_shown_path(result['file'])}")
+    if old["traffic"] != new["traffic"]:
+        print(f"  traffic  {_split(old['traffic'])}  ->  {_split(new['traffic'])}")
     if old["shadow"] != new["shadow"]:
         print(f"  shadow   {_mirrors(old['shadow'])}  ->  {_mirrors(new['shadow'])}")
     print(f"  snapshot {result['snapshot_version']}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -114,6 +115,12 @@ def describe_error(command: str, exc: AdminError, flags: Mapping[str, str]) -> s
     if exc.status == 401:
         lines.append("  Pass a token with --token or SWITCHYARD_TOKEN (see `switchyard serve --tokens`).")
     return "\n".join(lines)
+
+
+def relative_to_cwd(text: str) -> str:
+    """``/abs/cwd/policies/x.yaml:3: ...`` -> ``policies/x.yaml:3: ...``: paths as the user typed them."""
+    prefix = os.getcwd().rstrip(os.sep) + os.sep
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 _LOCATION = re.compile(r"\b(?:body|query|path)(?:\.[\w-]+)*")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from control_plane.admin.context import Operator, Reader
-from control_plane.changes import ChangeError
+from control_plane.changes import ChangeError, strong_etag
 from control_plane.rollout.runner import RolloutRunner
 
 router = APIRouter(prefix="/v1/models", tags=["rollouts"])
@@ -24,9 +24,11 @@ def runner(request: Request) -> RolloutRunner:
     return found
 
 
-@router.get("/{name}/rollout", summary="The rollout's phase, step, weight, deadline and latest checks")
-async def status(name: str, request: Request, who: Reader) -> dict[str, Any]:
-    return runner(request).view(name)
+@router.get("/{name}/rollout", summary="The rollout's phase, step, weight, deadline and latest checks; with an ETag")
+async def status(name: str, request: Request, who: Reader, response: Response) -> dict[str, Any]:
+    view = runner(request).view(name)
+    response.headers["ETag"] = strong_etag(view)
+    return view
 
 
 Verb = Literal["start", "pause", "resume", "abort", "promote"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -204,7 +205,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "switchyard traffic --url http://127.0.0.1:10000 --pin ''      # no pinned requests",
         ],
     )
-    p.add_argument("--url", default="http://127.0.0.1:10000", help="Envoy's listener (default http://127.0.0.1:10000)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("SWITCHYARD_ENVOY_URL", "http://127.0.0.1:10000"),
+        help="Envoy's listener (env SWITCHYARD_ENVOY_URL; default http://127.0.0.1:10000)",
+    )
     p.add_argument("--rps", type=float, default=20.0, metavar="N", help="requests per second, open loop (default 20)")
     p.add_argument("--duration", type=float, default=30.0, metavar="S", help="seconds to run (default 30)")
     p.add_argument(

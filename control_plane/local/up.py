@@ -19,7 +19,7 @@ import httpx
 import yaml
 
 from control_plane.bootstrap import bootstrap_yaml
-from control_plane.cli_common import add_command
+from control_plane.cli_common import add_command, relative_to_cwd
 from control_plane.envoy_binary import envoy_binary
 from control_plane.local import commands
 from control_plane.local.supervisor import Managed, Supervisor
@@ -296,7 +296,7 @@ def reload_lines(reload: dict[str, Any]) -> list[str]:
     when = time.strftime("%H:%M:%S", time.localtime(reload["at"]))
     if not reload["accepted"]:
         return [f"[{when}] policy change rejected; still serving the last good configuration:"] + [
-            f"    {error}" for error in reload["errors"]
+            f"    {relative_to_cwd(error)}" for error in reload["errors"]
         ]
     if reload["changed"]:
         return [f"[{when}] policy change accepted: {reload['models']} model(s), snapshot {reload['snapshot_version']}"]

@@ -290,6 +290,8 @@ def _describe(err: Any) -> tuple[FieldPath, str]:
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
         limit = next(iter(err["ctx"].values()))
+        if isinstance(limit, float) and limit.is_integer():
+            limit = int(limit)  # "<= 100", not "<= 100.0", for a percentage
         message = f"must be {bounds[kind]} {limit} (got {err['input']!r})"
     return path, message
 
