@@ -104,6 +104,11 @@ class Controller:
         self._published: OrderedDict[str, tuple[PolicySet, RoutingIntent]] = OrderedDict()
         cache.on_fallback = self._envoy_rejected
 
+    @property
+    def origin(self) -> str:
+        """How errors about the policy set as a whole name it (its first path)."""
+        return str(self.policy_paths[0]) if self.policy_paths else "policies"
+
     # -- reloading -------------------------------------------------------------------
 
     def read(self) -> PolicySet | PolicyErrors:
@@ -114,8 +119,7 @@ class Controller:
             return exc
         except Exception as exc:  # a bug in the loader; still only a rejection
             log.exception("unexpected error while reading the policy files")
-            where = str(self.policy_paths[0]) if self.policy_paths else "policies"
-            return PolicyErrors([PolicyError(where, 0, (), f"internal error while reading: {_describe(exc)}")])
+            return PolicyErrors([PolicyError(self.origin, 0, (), f"internal error while reading: {_describe(exc)}")])
 
     def reload(self) -> ReloadOutcome:
         started = time.perf_counter()
@@ -138,8 +142,7 @@ class Controller:
         if isinstance(loaded, PolicyErrors):
             return self._reject([str(e) for e in loaded.errors])
         policies = loaded
-        where = str(self.policy_paths[0]) if self.policy_paths else "policies"
-        held = removal_errors(self.policies, policies, where=where, allow_empty=self.allow_empty)
+        held = removal_errors(self.policies, policies, where=self.origin, allow_empty=self.allow_empty)
         if held:
             return self._reject([str(e) for e in held])
         marks = [time.perf_counter()]

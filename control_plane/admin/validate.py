@@ -164,8 +164,7 @@ def _policy_set(ctx: AdminContext, text: str | None, file: str | None) -> Policy
         target = matches[0]
     after = load_texts({**texts, target: text})
     controller = ctx.controller
-    where = str(controller.policy_paths[0]) if controller.policy_paths else "policies"
-    held = removal_errors(controller.policies, after, where=where, allow_empty=controller.allow_empty)
+    held = removal_errors(controller.policies, after, where=controller.origin, allow_empty=controller.allow_empty)
     if held:
         raise PolicyErrors(held)
     return after
