@@ -105,7 +105,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from control_plane.server import ServeOptions, load_overrides, serve
+    from control_plane.plane import ServeOptions
+    from control_plane.server import load_overrides, serve
 
     overrides = None
     if args.overrides:

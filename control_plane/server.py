@@ -8,7 +8,6 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -17,22 +16,13 @@ import uvicorn
 import yaml
 
 from control_plane import ir
-from control_plane.admin.app import create_app
-from control_plane.audit import AuditLog
-from control_plane.auth import Authenticator, TokenFileError, check_exposure, load_tokens
-from control_plane.changes import PolicyChanges
-from control_plane.controller import Controller
-from control_plane.health import HealthProber
-from control_plane.history import History, default_state_dir
+from control_plane.auth import TokenFileError, check_exposure
+from control_plane.plane import ServeOptions, build
 from control_plane.policy.compile import LocalOverrides
 from control_plane.policy.endpoints import parse_endpoint
-from control_plane.rollout.runner import RolloutRunner
 from control_plane.store import remove_stale_temp_files
-from control_plane.tasks import BackgroundTasks
 from control_plane.watcher import watch_policies
 from control_plane.xds import server as ads
-from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.nodes import NodeRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +33,6 @@ class _EmbeddedUvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-@dataclass(frozen=True, slots=True)
-class ServeOptions:
-    policies: list[Path]
-    xds_address: str = "127.0.0.1"
-    xds_port: int = 18000
-    admin_address: str = "127.0.0.1"
-    admin_port: int = 18001
-    watch: bool = True
-    tokens: Path | None = None  # admin API bearer tokens; None: unauthenticated, loopback only
-    state_dir: Path | None = None  # history and audit log; None: <policies>/.switchyard
-    overrides: LocalOverrides | None = None  # `switchyard up`: its listener and replicas
-    # Envoy admin URLs to read canary statistics from, besides those connected Envoys
-    # announce in their node metadata (an Envoy whose admin listens on 0.0.0.0 cannot).
-    envoy_admin: tuple[str, ...] = ()
-    shadow_inputs: bool = True  # keep the inputs of shadow disagreements in the report
-    allow_empty: bool = False  # let a reload remove every model (see policy/removals.py)
 
 
 class _OverridesFile(pydantic.BaseModel):
@@ -102,12 +74,12 @@ def _listen(address: str, port: int) -> socket.socket:
 
 async def serve(options: ServeOptions) -> int:
     try:
-        authenticator = Authenticator(load_tokens(options.tokens) if options.tokens else None)
-        check_exposure(options.admin_address, authenticator)
+        plane = build(options)
+        check_exposure(options.admin_address, plane.parts.authenticator)
     except TokenFileError as exc:
         log.error("%s", exc)
         return 2
-    if not authenticator.enabled:
+    if not plane.parts.authenticator.enabled:
         log.warning(
             "admin API: no --tokens given, so it accepts unauthenticated requests; listening on %s only",
             options.admin_address,
@@ -130,44 +102,24 @@ async def serve(options: ServeOptions) -> int:
         admin_socket.close()
         return 2
 
-    state_dir = options.state_dir or default_state_dir(options.policies)
-    for stale in remove_stale_temp_files([*options.policies, state_dir]):
+    for stale in remove_stale_temp_files([*options.policies, plane.state_dir]):
         log.warning("removed %s, left by a write that was interrupted", stale)
-    cache = SnapshotCache()
-    nodes = NodeRegistry()
-    controller = Controller(options.policies, cache, options.overrides, allow_empty=options.allow_empty)
-    prober = HealthProber(controller.set_unready)
-    changes = PolicyChanges(controller, prober, History(state_dir / "history.jsonl"))
-
-    outcome = changes.reload(action="startup")
+    parts = plane.parts
+    outcome = parts.changes.reload(action="startup")
     if not outcome.accepted:
         log.error("the policies are invalid; fix them and the control plane will pick them up")
-    if controller.intent is not None:
-        prober.set_intent(controller.intent)
-        await prober.probe_all()  # the first snapshot Envoy sees already knows who is ready
+    if parts.controller.intent is not None:
+        parts.prober.set_intent(parts.controller.intent)
+        await parts.prober.probe_all()  # the first snapshot Envoy sees already knows who is ready
 
-    ads.add_to_server(grpc_server, cache, nodes)
+    ads.add_to_server(grpc_server, parts.cache, parts.nodes)
     await grpc_server.start()
     log.info("xDS (ADS) listening on %s:%d", options.xds_address, options.xds_port)
 
-    tasks = BackgroundTasks()
-    app = create_app(
-        controller,
-        cache,
-        nodes,
-        prober,
-        changes=changes,
-        audit_log=AuditLog(state_dir / "audit.jsonl"),
-        authenticator=authenticator,
-        state_dir=state_dir,
-        envoy_admin=options.envoy_admin,
-        shadow_inputs=options.shadow_inputs,
-        tasks=tasks,
-    )
-    rollouts: RolloutRunner = app.state.rollouts  # resumes rollouts persisted in state_dir
+    tasks, changes, prober, rollouts = parts.tasks, parts.changes, parts.prober, parts.rollouts
     admin = _EmbeddedUvicorn(
         uvicorn.Config(
-            app,
+            plane.app,
             host=options.admin_address,
             port=options.admin_port,
             log_level="warning",

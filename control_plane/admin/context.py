@@ -17,6 +17,8 @@ from control_plane.auth import Authenticator, Identity
 from control_plane.changes import PolicyChanges
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
+from control_plane.rollout.runner import RolloutRunner
+from control_plane.shadow.collector import ShadowCollector
 from control_plane.tasks import BackgroundTasks
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
@@ -33,6 +35,8 @@ class AdminContext:
     authenticator: Authenticator
     metrics: Metrics
     tasks: BackgroundTasks  # the process's background tasks, for /healthz
+    rollouts: RolloutRunner
+    shadow: ShadowCollector
 
 
 def context(request: Request) -> AdminContext:

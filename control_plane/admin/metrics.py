@@ -26,7 +26,7 @@ _CONVERGENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 
 class Metrics(NodeEvents):
     """Counts xDS events (as the registry's event hook) and admin changes."""
 
-    def __init__(self, cache: SnapshotCache, nodes: NodeRegistry) -> None:
+    def __init__(self, cache: SnapshotCache) -> None:
         self.cache = cache
         self.registry = CollectorRegistry(auto_describe=True)
         self.pushes = Counter("switchyard_xds_pushes", "xDS responses sent to Envoys", ["type"], registry=self.registry)
@@ -53,7 +53,10 @@ class Metrics(NodeEvents):
             "Admin API calls refused for a missing or invalid bearer token (401)",
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(cache, nodes))
+
+    def read_state_of(self, nodes: NodeRegistry) -> None:
+        """Also export, at scrape time, what ``nodes`` (the registry these events come from) holds."""
+        self.registry.register(_StateCollector(self.cache, nodes))
 
     # NodeEvents: called by the ADS server on the event loop.
     def pushed(self, node: NodeStatus, type_url: str) -> None:
@@ -99,5 +102,6 @@ class _StateCollector(Collector):
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.admin.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    # Not through admin.context's dependency: that module builds on this one (Metrics).
+    collector: Metrics = request.app.state.admin.metrics
+    return Response(generate_latest(collector.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,25 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
-from control_plane.admin.context import Operator, Reader
-from control_plane.changes import ChangeError, strong_etag
-from control_plane.rollout.runner import RolloutRunner
+from control_plane.admin.context import Context, Operator, Reader
+from control_plane.changes import strong_etag
 
 router = APIRouter(prefix="/v1/models", tags=["rollouts"])
 
 
-def runner(request: Request) -> RolloutRunner:
-    found: RolloutRunner | None = getattr(request.app.state, "rollouts", None)
-    if found is None:
-        raise ChangeError(503, "rollouts are not enabled in this control plane")
-    return found
-
-
 @router.get("/{name}/rollout", summary="The rollout's phase, step, weight, deadline and latest checks; with an ETag")
-async def status(name: str, request: Request, who: Reader, response: Response) -> dict[str, Any]:
-    view = runner(request).view(name)
+async def status(name: str, ctx: Context, who: Reader, response: Response) -> dict[str, Any]:
+    view = ctx.rollouts.view(name)
     response.headers["ETag"] = strong_etag(view)
     return view
 
@@ -40,7 +32,6 @@ Verb = Literal["start", "pause", "resume", "abort", "promote"]
     "resume: continue with a fresh interval; abort: all traffic back to the baseline now; "
     "promote: all traffic to the candidate now",
 )
-async def act(name: str, verb: Verb, request: Request, who: Operator) -> dict[str, Any]:
-    r = runner(request)
-    getattr(r, verb)(name, who.name)  # each verb is a RolloutRunner method (name, who)
-    return r.view(name)
+async def act(name: str, verb: Verb, ctx: Context, who: Operator) -> dict[str, Any]:
+    getattr(ctx.rollouts, verb)(name, who.name)  # each verb is a RolloutRunner method (name, who)
+    return ctx.rollouts.view(name)

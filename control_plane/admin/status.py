@@ -4,23 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
-from control_plane.admin.context import context, identity
+from control_plane.admin.context import Context, identity
 from control_plane.controller import Controller
 from control_plane.health import HealthProber
 from control_plane.ir import Model
 from control_plane.translate.names import cluster_name
 from control_plane.translate.weights import effective_weights
-from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.nodes import NodeRegistry
 
 router = APIRouter()
-
-
-def _state(request: Request) -> tuple[Controller, SnapshotCache, NodeRegistry, HealthProber]:
-    app = request.app.state
-    return app.controller, app.cache, app.nodes, app.prober
 
 
 @router.get(
@@ -28,8 +21,8 @@ def _state(request: Request) -> tuple[Controller, SnapshotCache, NodeRegistry, H
     summary="Liveness: 503 once a background task (watcher, prober, rollouts) has died",
     responses={503: {"description": "A background task died; the body says which and why"}},
 )
-def healthz(request: Request, response: Response) -> dict[str, Any]:
-    tasks = context(request).tasks
+def healthz(ctx: Context, response: Response) -> dict[str, Any]:
+    tasks = ctx.tasks
     if tasks.healthy:
         return {"status": "ok"}
     response.status_code = 503
@@ -37,8 +30,8 @@ def healthz(request: Request, response: Response) -> dict[str, Any]:
 
 
 @router.get("/v1/status", dependencies=[Depends(identity)])
-def status(request: Request) -> dict[str, Any]:
-    controller, cache, nodes, prober = _state(request)
+def status(ctx: Context) -> dict[str, Any]:
+    controller, cache, nodes, prober = ctx.controller, ctx.cache, ctx.nodes, ctx.prober
     snapshot = cache.current
     return {
         "snapshot_version": snapshot.version if snapshot else None,

@@ -81,9 +81,9 @@ class NodeEvents:
 class NodeRegistry:
     """Latest status per node id (a reconnecting Envoy replaces its old stream's entry)."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: NodeEvents | None = None) -> None:
         self._nodes: dict[str, NodeStatus] = {}
-        self.events = NodeEvents()
+        self.events = events or NodeEvents()
 
     def connect(self, status: NodeStatus) -> None:
         self._nodes[status.node_id] = status

@@ -20,12 +20,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
-from control_plane.admin.app import create_app
-from control_plane.controller import Controller
-from control_plane.health import HealthProber
+from control_plane.plane import ServeOptions, build
 from control_plane.policy.loader import load_policies
-from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.nodes import NodeRegistry
 from tests.support.procs import ControlPlane
 
 pytestmark = [pytest.mark.integration]
@@ -62,12 +58,7 @@ def _openapi() -> dict[str, Any]:
     the module is collected (schemathesis' lazy fixture loader does not work
     with pytest 9); ``test_the_server_publishes_this_schema`` checks they agree.
     """
-    cache = SnapshotCache()
-    controller = Controller([], cache)
-    app = create_app(
-        controller, cache, NodeRegistry(), HealthProber(controller.set_unready), state_dir=Path("/nonexistent")
-    )
-    return app.openapi()
+    return build(ServeOptions(policies=[], state_dir=Path("/nonexistent"))).app.openapi()
 
 
 OPENAPI = _openapi()

@@ -15,15 +15,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from control_plane.admin.app import create_app
 from control_plane.audit import AuditLog
 from control_plane.auth import Authenticator, Token
 from control_plane.changes import PolicyChanges
-from control_plane.controller import Controller
-from control_plane.health import HealthProber
-from control_plane.history import History
+from control_plane.plane import ServeOptions
+from control_plane.plane import build as build_plane
 from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.nodes import NodeRegistry
 
 POLICY = """\
 # Sentiment routing. Owner: ml-platform.
@@ -76,21 +73,10 @@ class Env:
 
 
 def build(policies: Path, state: Path, tokens: list[Token] | None) -> tuple[FastAPI, SnapshotCache, PolicyChanges]:
-    cache = SnapshotCache()
-    controller = Controller([policies], cache)
-    prober = HealthProber(controller.set_unready)
-    changes = PolicyChanges(controller, prober, History(state / "history.jsonl"))
-    assert changes.reload(action="startup").accepted
-    app = create_app(
-        controller,
-        cache,
-        NodeRegistry(),
-        prober,
-        changes=changes,
-        audit_log=AuditLog(state / "audit.jsonl"),
-        authenticator=Authenticator(tokens),
-    )
-    return app, cache, changes
+    """The control plane `serve` runs (one wiring), with tokens given directly."""
+    plane = build_plane(ServeOptions(policies=[policies], state_dir=state), authenticator=Authenticator(tokens))
+    assert plane.changes.reload(action="startup").accepted
+    return plane.app, plane.cache, plane.changes
 
 
 TOKENS = [Token("olga", OPERATOR.encode(), "operator"), Token("rita", READER.encode(), "reader")]

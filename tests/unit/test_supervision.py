@@ -9,14 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from control_plane.admin.app import create_app
 from control_plane.controller import Controller
-from control_plane.health import HealthProber
 from control_plane.ir import RoutingIntent
+from control_plane.plane import ServeOptions, build
 from control_plane.tasks import BackgroundTasks
 from control_plane.watcher import watch_policies
 from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.nodes import NodeRegistry
 from tests.unit.test_policy_validation import BASE
 
 
@@ -50,14 +48,10 @@ async def test_a_task_that_dies_or_returns_makes_the_process_unhealthy(caplog: p
 
 async def test_healthz_says_which_task_died(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(BASE)
-    cache = SnapshotCache()
-    controller = Controller([tmp_path], cache)
-    controller.reload()
-    tasks = BackgroundTasks()
-    app = create_app(
-        controller, cache, NodeRegistry(), HealthProber(controller.set_unready), tasks=tasks, state_dir=tmp_path / "s"
-    )
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as client:
+    plane = build(ServeOptions(policies=[tmp_path], state_dir=tmp_path / "s"))
+    plane.controller.reload()
+    tasks = plane.parts.tasks
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plane.app), base_url="http://admin") as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
 
         async def watcher() -> None:

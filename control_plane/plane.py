@@ -1,0 +1,110 @@
+"""One wiring function: every part of a control plane, created and connected in one place.
+
+``serve()`` and the tests both get their control plane from ``build``, so the
+tests run the wiring production runs. The parts are plain objects; ``build``
+decides who talks to whom, and nothing assigns collaborators afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from control_plane.admin.app import create_app
+from control_plane.admin.context import AdminContext
+from control_plane.admin.metrics import Metrics
+from control_plane.audit import AuditLog
+from control_plane.auth import Authenticator, load_tokens
+from control_plane.changes import PolicyChanges
+from control_plane.controller import Controller
+from control_plane.health import HealthProber
+from control_plane.history import History, default_state_dir
+from control_plane.policy.compile import LocalOverrides
+from control_plane.rollout.metrics import EnvoyStats, envoy_admin_urls
+from control_plane.rollout.runner import RolloutRunner
+from control_plane.shadow.collector import ShadowCollector
+from control_plane.tasks import BackgroundTasks
+from control_plane.xds.cache import SnapshotCache
+from control_plane.xds.nodes import NodeRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    policies: list[Path]
+    xds_address: str = "127.0.0.1"
+    xds_port: int = 18000
+    admin_address: str = "127.0.0.1"
+    admin_port: int = 18001
+    watch: bool = True
+    tokens: Path | None = None  # admin API bearer tokens; None: unauthenticated, loopback only
+    state_dir: Path | None = None  # history and audit log; None: <policies>/.switchyard
+    overrides: LocalOverrides | None = None  # `switchyard up`: its listener and replicas
+    # Envoy admin URLs to read canary statistics from, besides those connected Envoys
+    # announce in their node metadata (an Envoy whose admin listens on 0.0.0.0 cannot).
+    envoy_admin: tuple[str, ...] = ()
+    shadow_inputs: bool = True  # keep the inputs of shadow disagreements in the report
+    allow_empty: bool = False  # let a reload remove every model (see policy/removals.py)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlane:
+    options: ServeOptions
+    state_dir: Path
+    parts: AdminContext  # everything the admin API and the loops share
+    app: FastAPI
+
+    @property
+    def controller(self) -> Controller:
+        return self.parts.controller
+
+    @property
+    def cache(self) -> SnapshotCache:
+        return self.parts.cache
+
+    @property
+    def nodes(self) -> NodeRegistry:
+        return self.parts.nodes
+
+    @property
+    def changes(self) -> PolicyChanges:
+        return self.parts.changes
+
+    @property
+    def rollouts(self) -> RolloutRunner:
+        return self.parts.rollouts
+
+
+def build(options: ServeOptions, *, authenticator: Authenticator | None = None) -> ControlPlane:
+    """The control plane ``options`` describe; raises ``TokenFileError`` for a bad tokens file.
+
+    ``authenticator`` replaces ``options.tokens`` (tests give tokens directly).
+    Nothing runs yet: ``serve`` loads the policies and starts the servers and loops.
+    """
+    if authenticator is None:
+        authenticator = Authenticator(load_tokens(options.tokens) if options.tokens else None)
+    state_dir = options.state_dir or default_state_dir(options.policies)
+    cache = SnapshotCache()
+    metrics = Metrics(cache)
+    nodes = NodeRegistry(events=metrics)
+    metrics.read_state_of(nodes)
+    controller = Controller(options.policies, cache, options.overrides, allow_empty=options.allow_empty)
+    prober = HealthProber(controller.set_unready)
+    changes = PolicyChanges(controller, prober, History(state_dir / "history.jsonl"))
+    audit = AuditLog(state_dir / "audit.jsonl")
+    stats = EnvoyStats(lambda: envoy_admin_urls(nodes, options.envoy_admin))
+    parts = AdminContext(
+        controller=controller,
+        cache=cache,
+        nodes=nodes,
+        prober=prober,
+        changes=changes,
+        audit=audit,
+        authenticator=authenticator,
+        metrics=metrics,
+        tasks=BackgroundTasks(),
+        rollouts=RolloutRunner(changes, audit, stats, state_dir),  # resumes rollouts persisted in state_dir
+        shadow=ShadowCollector(lambda: controller.intent, capture_inputs=options.shadow_inputs),
+    )
+    return ControlPlane(options, state_dir, parts, create_app(parts))
