@@ -18,13 +18,58 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from control_plane.changes import ChangeError
+
+T = TypeVar("T")
 
 UNKNOWN_REASON = (
     "no outcome was recorded: the control plane stopped during this change, which may or may not have been"
     " applied (the policy file and `switchyard history` tell)"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an accepted change did, for its audit record."""
+
+    old: Any = None
+    new: Any = None
+    snapshot_version: str | None = None
+    reason: str | None = None
+    action: str | None = None  # what the change turned into, when not what was asked (rollout-failed)
+
+
+def audited(
+    log: AuditLog,
+    *,
+    who: str,
+    action: str,
+    model: str | None,
+    request: Any,
+    apply: Callable[[], T],
+    outcome: Callable[[T], Outcome],
+) -> T:
+    """The one way a change is made: its intent recorded, then ``apply``, then how it ended.
+
+    Every mutating admin endpoint and every transition the rollout runner makes
+    on its own goes through here. A refusal (``ChangeError``) is recorded with
+    its kind and re-raised; anything else that escapes leaves the intent alone,
+    which reads back as ``outcome: unknown``, the truth for a change that failed
+    half-way.
+    """
+    entry = log.begin(who=who, action=action, model=model, request=request)
+    try:
+        result = apply()
+    except ChangeError as exc:
+        entry.rejected(error=exc.kind, reason=exc.reason)
+        raise
+    entry.accepted(outcome(result))
+    return result
 
 
 class AuditLog:
@@ -39,21 +84,9 @@ class AuditLog:
         )
         return entry
 
-    def append(
-        self,
-        *,
-        who: str,
-        action: str,
-        model: str | None,
-        request: Any,
-        accepted: bool,
-        status: int,
-        old: Any = None,
-        new: Any = None,
-        snapshot_version: str | None = None,
-        reason: str | None = None,
-    ) -> dict[str, Any]:
-        """One complete record, for a call that was decided without applying anything."""
+    def refused(self, *, who: str, action: str, model: str | None, error: str, reason: str) -> dict[str, Any]:
+        """One complete record, for a call refused before anything could be applied (a reader's
+        token, a malformed body): ``error`` is the kind of refusal."""
         return self._write(
             {
                 "id": uuid.uuid4().hex,
@@ -61,8 +94,8 @@ class AuditLog:
                 "who": who,
                 "action": action,
                 "model": model,
-                "request": request,
-                **_outcome(accepted, status, old, new, snapshot_version, reason),
+                "request": None,
+                **_rejected(error, reason),
             }
         )
 
@@ -118,20 +151,20 @@ class AuditEntry:
         self.id = entry_id
         self._model = model
 
-    def accepted(
-        self,
-        *,
-        status: int = 200,
-        old: Any = None,
-        new: Any = None,
-        snapshot_version: str | None = None,
-        reason: str | None = None,
-        action: str | None = None,
-    ) -> None:
-        self._finish(_outcome(True, status, old, new, snapshot_version, reason), action)
+    def accepted(self, outcome: Outcome) -> None:
+        fields = {
+            "accepted": True,
+            "outcome": "accepted",
+            "error": None,
+            "old": outcome.old,
+            "new": outcome.new,
+            "snapshot_version": outcome.snapshot_version,
+            "reason": outcome.reason,
+        }
+        self._finish(fields, outcome.action)
 
-    def rejected(self, *, status: int, reason: str, action: str | None = None) -> None:
-        self._finish(_outcome(False, status, None, None, None, reason), action)
+    def rejected(self, *, error: str, reason: str) -> None:
+        self._finish(_rejected(error, reason), None)
 
     def _finish(self, outcome: dict[str, Any], action: str | None) -> None:
         fields: dict[str, Any] = {"id": self.id, "phase": "outcome", "model": self._model, **outcome}
@@ -140,30 +173,26 @@ class AuditEntry:
         self._log._write(fields)
 
 
-def _outcome(
-    accepted: bool, status: int, old: Any, new: Any, snapshot_version: str | None, reason: str | None
-) -> dict[str, Any]:
+def _rejected(error: str, reason: str) -> dict[str, Any]:
     return {
-        "accepted": accepted,
-        "outcome": "accepted" if accepted else "rejected",
-        "status": status,
-        "old": old,
-        "new": new,
-        "snapshot_version": snapshot_version,
+        "accepted": False,
+        "outcome": "rejected",
+        "error": error,  # the kind of refusal: not_found, conflict, invalid, stale, forbidden, malformed...
+        "old": None,
+        "new": None,
+        "snapshot_version": None,
         "reason": reason,
     }
 
 
 def _outcome_fields(record: dict[str, Any]) -> dict[str, Any]:
-    wanted = ("accepted", "outcome", "status", "old", "new", "snapshot_version", "reason", "action")
+    wanted = ("accepted", "outcome", "error", "old", "new", "snapshot_version", "reason", "action")
     return {k: record[k] for k in wanted if k in record}
 
 
 def _as_read(record: dict[str, Any]) -> dict[str, Any]:
     if record.get("phase") == "intent":
-        pending = _outcome(False, 0, None, None, None, UNKNOWN_REASON)
-        pending.update(accepted=None, outcome="unknown", status=None)
-        record = {**record, **pending}
+        record = {**record, **_rejected("unknown", UNKNOWN_REASON), "accepted": None, "outcome": "unknown"}
     elif "outcome" not in record:  # written before intents existed
         record = {**record, "outcome": "accepted" if record.get("accepted") else "rejected"}
     record.pop("phase", None)

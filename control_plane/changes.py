@@ -37,13 +37,46 @@ Planner = Callable[[RoutingState, ir.Model], RoutingState]
 
 
 class ChangeError(Exception):
-    """A change that cannot be made; ``status`` is the HTTP status that says why."""
+    """A change (or a read) that cannot be done; the subclass says what kind of refusal it is.
 
-    def __init__(self, status: int, message: str, errors: list[str] | None = None) -> None:
+    Domain errors carry no transport details: the admin API maps each kind to an
+    HTTP status at its edge (``admin/errors.py``), the audit log records the kind.
+    """
+
+    kind = "refused"
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.message = message
         self.errors = errors or []
+
+    @property
+    def reason(self) -> str:
+        return "; ".join([self.message, *self.errors])
+
+
+class NotFound(ChangeError):
+    """No such model, version, rollout or history."""
+
+    kind = "not_found"
+
+
+class Conflict(ChangeError):
+    """The current state does not allow it (invalid files on disk, a rollout already running)."""
+
+    kind = "conflict"
+
+
+class Invalid(ChangeError):
+    """What was asked for is not valid (weights that do not sum to 100, an undeclared version)."""
+
+    kind = "invalid"
+
+
+class Stale(ChangeError):
+    """The caller's view is out of date (a stale If-Match)."""
+
+    kind = "stale"
 
 
 @dataclass(slots=True)
@@ -88,7 +121,7 @@ def etag_of(route: ModelRoute) -> str:
 def no_such_model(name: str, known: Iterable[str]) -> ChangeError:
     """404 for an unknown model, naming the ones there are (a typo is then obvious)."""
     names = ", ".join(known) or "none"
-    return ChangeError(404, f"no model named {name!r} (models: {names})")
+    return NotFound(f"no model named {name!r} (models: {names})")
 
 
 def combined_etag(etags: list[str]) -> str:
@@ -179,11 +212,10 @@ class PolicyChanges:
         def plan(old: RoutingState, m: ir.Model) -> RoutingState:
             entry = self.history.previous(m.name, old)
             if entry is None:
-                raise ChangeError(409, f"{m.name!r} has no earlier split in its history to roll back to")
+                raise Conflict(f"{m.name!r} has no earlier split in its history to roll back to")
             for version, _ in (*entry.state.traffic, *entry.state.shadow):
                 if version not in _versions(m):
-                    raise ChangeError(
-                        409,
+                    raise Conflict(
                         f"cannot roll back {m.name!r}: its previous split uses version {version!r}, "
                         "which is no longer declared",
                     )
@@ -199,8 +231,7 @@ class PolicyChanges:
         try:
             before = load_texts(texts)
         except PolicyErrors as exc:
-            raise ChangeError(
-                409,
+            raise Conflict(
                 "the policy files on disk are invalid; fix them before changing traffic",
                 [str(e) for e in exc.errors],
             ) from None
@@ -208,8 +239,7 @@ class PolicyChanges:
         if located is None:
             raise no_such_model(model, (m.value.metadata.name for m in before.models))
         if not etag_matches(if_match, etag_of(located.value)):
-            raise ChangeError(
-                412,
+            raise Stale(
                 f"model {model!r} changed since you read it (If-Match {if_match} is stale, now "
                 f"{etag_of(located.value)}); read it again and retry",
             )
@@ -223,16 +253,14 @@ class PolicyChanges:
         try:
             new_text = edit_routing(old_text, model, dict(new.traffic), new.shadow)
         except StoreError as exc:
-            raise ChangeError(409, str(exc)) from None
+            raise Conflict(str(exc)) from None
         try:
             after = load_texts({**texts, file: new_text})
         except PolicyErrors as exc:
-            raise ChangeError(
-                422, "the change was rejected by policy validation", [str(e) for e in exc.errors]
-            ) from None
+            raise Invalid("the change was rejected by policy validation", [str(e) for e in exc.errors]) from None
         edited = find_model(after, model)
         if edited is None or not RoutingState.of(to_model(edited.value)).same_as(new):
-            raise ChangeError(409, f"could not express the change in {file}; edit the file by hand")
+            raise Conflict(f"could not express the change in {file}; edit the file by hand")
         return Plan(model, file, old, new, old_text, new_text, before, after)
 
     def apply(self, model: str, planner: Planner, *, who: str, action: str, if_match: str | None) -> Change:
@@ -246,13 +274,11 @@ class PolicyChanges:
         try:
             write_atomic(plan.file, plan.new_text)
         except OSError as exc:
-            raise ChangeError(409, f"cannot write {plan.file}: {exc}") from None
+            raise Conflict(f"cannot write {plan.file}: {exc}") from None
         before = len(self.history.entries(model))
         outcome = self.reload(who=who, action=action)
         if not outcome.accepted:  # someone edited another file between our read and our reload
-            raise ChangeError(
-                409, f"{plan.file} was written, but the policy set was rejected on reload", outcome.errors
-            )
+            raise Conflict(f"{plan.file} was written, but the policy set was rejected on reload", outcome.errors)
         return Change(
             model,
             plan.file,
@@ -270,7 +296,7 @@ class PolicyChanges:
             try:
                 texts[str(path)] = Path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                raise ChangeError(409, f"cannot read policy file {path}: {exc}") from None
+                raise Conflict(f"cannot read policy file {path}: {exc}") from None
         return texts
 
 
@@ -298,11 +324,10 @@ def mirror(version: str, percent: float) -> Planner:
     def plan(old: RoutingState, m: ir.Model) -> RoutingState:
         _check_version(m, version)
         if not 0 < percent <= 100:
-            raise ChangeError(422, f"percent must be > 0 and <= 100 (got {percent}); to stop, DELETE")
+            raise Invalid(f"percent must be > 0 and <= 100 (got {percent}); to stop, DELETE")
         live = dict(old.traffic).get(version, 0)
         if live > 0:
-            raise ChangeError(
-                422,
+            raise Invalid(
                 f"{version!r} already receives {live}% of live traffic in {m.name!r}: a version cannot shadow itself",
             )
         shadow = dict(old.shadow)
@@ -320,7 +345,7 @@ def unmirror(version: str | None) -> Planner:
             return RoutingState(old.traffic, ())
         _check_version(m, version)
         if version not in dict(old.shadow):
-            raise ChangeError(404, f"{version!r} is not mirrored in {m.name!r}")
+            raise NotFound(f"{version!r} is not mirrored in {m.name!r}")
         return RoutingState(old.traffic, tuple(s for s in old.shadow if s[0] != version))
 
     return plan
@@ -332,17 +357,16 @@ def _versions(model: ir.Model) -> list[str]:
 
 def _check_version(model: ir.Model, version: str) -> None:
     if version not in _versions(model):
-        raise ChangeError(
-            422,
+        raise Invalid(
             f"model {model.name!r} has no version {version!r}; its versions are {', '.join(_versions(model))}",
         )
 
 
 def _check_weights(model: ir.Model, weights: dict[str, int]) -> None:
     if not weights:
-        raise ChangeError(422, "weights must name at least one version")
+        raise Invalid("weights must name at least one version")
     for version in weights:
         _check_version(model, version)
     total = sum(weights.values())
     if total != 100:
-        raise ChangeError(422, f"weights must sum to 100 (got {total})")
+        raise Invalid(f"weights must sum to 100 (got {total})")

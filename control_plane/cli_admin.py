@@ -317,7 +317,10 @@ def _show_audit(result: dict[str, Any], wide: bool) -> None:
 
 def _outcome(record: dict[str, Any]) -> str:
     outcome = record.get("outcome") or ("accepted" if record.get("accepted") else "rejected")
-    return f"rejected ({record.get('status')})" if outcome == "rejected" else outcome
+    if outcome != "rejected":
+        return str(outcome)
+    why = record.get("error") or record.get("status")  # records written before error kinds have a status
+    return f"rejected ({why})"
 
 
 def _show_history(result: dict[str, Any], wide: bool) -> None:

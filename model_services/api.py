@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model_services import __version__, shadow_report
-from model_services.batcher import BatcherError, QueueFull
+from model_services.batcher import BatcherClosed, BatcherError, DeadlineExceeded, QueueFull
 from model_services.metrics import CONTENT_TYPE
 from model_services.middleware import ServiceMiddleware
 from model_services.near_miss import warning_header
@@ -41,7 +41,7 @@ from model_services.schemas import (
     ServerMetadata,
     TensorMetadata,
 )
-from model_services.service import ModelService, NotReady, Prediction
+from model_services.service import InjectedFault, ModelService, NotReady, Prediction
 
 
 class ApiError(Exception):
@@ -373,6 +373,20 @@ async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(request, exc.status, exc.code, str(exc))
 
 
+# The serving layer's refusals carry no HTTP status; here is where they get one.
+_BATCHER_STATUS: dict[type[BatcherError], int] = {
+    QueueFull: 503,
+    BatcherClosed: 503,
+    NotReady: 503,
+    DeadlineExceeded: 504,
+    InjectedFault: 500,
+}
+
+
+def batcher_status(exc: BatcherError) -> int:
+    return next((_BATCHER_STATUS[cls] for cls in type(exc).__mro__ if cls in _BATCHER_STATUS), 500)
+
+
 async def _on_batcher_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BatcherError)
     headers = {}
@@ -380,7 +394,7 @@ async def _on_batcher_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, NotReady):
         headers["Retry-After"] = "1"
-    return _error(request, exc.status, exc.code, str(exc), **headers)
+    return _error(request, batcher_status(exc), exc.code, str(exc), **headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:

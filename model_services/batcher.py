@@ -47,14 +47,12 @@ class Priority(enum.Enum):
 
 
 class BatcherError(Exception):
-    """A request the batcher refused or gave up on; carries an HTTP-ish status."""
+    """A request the batcher refused or gave up on; ``code`` names why (the HTTP layer maps it)."""
 
-    status = 500
     code = "internal"
 
 
 class QueueFull(BatcherError):
-    status = 503
     code = "overloaded"
 
     def __init__(self, message: str, retry_after_s: int) -> None:
@@ -63,12 +61,10 @@ class QueueFull(BatcherError):
 
 
 class DeadlineExceeded(BatcherError):
-    status = 504
     code = "deadline_exceeded"
 
 
 class BatcherClosed(BatcherError):
-    status = 503
     code = "shutting_down"
 
 

@@ -53,12 +53,10 @@ class State(enum.Enum):
 
 
 class NotReady(BatcherError):
-    status = 503
     code = "not_ready"
 
 
 class InjectedFault(BatcherError):
-    status = 500
     code = "injected_fault"
 
 

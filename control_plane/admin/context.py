@@ -97,5 +97,37 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
+# A mutating route names its audit action here (formatted with its path parameters); the
+# handler gets it through the `Action` dependency and the error handlers read it for calls
+# refused before the handler ran, so the route is the one place that names its action.
+AUDIT_ACTION = "x-switchyard-audit-action"
+
+
+def mutation(action: str) -> dict[str, Any]:
+    """Route options of a mutating endpoint: ``@router.put(path, **mutation("shift"))``."""
+    return {"openapi_extra": {AUDIT_ACTION: action}}
+
+
+def mutation_of(request: Request) -> tuple[str, str | None] | None:
+    """(audit action, model) of a call to a mutating route, else None."""
+    route = request.scope.get("route")
+    action = ((getattr(route, "openapi_extra", None) or {}).get(AUDIT_ACTION)) if route is not None else None
+    if not isinstance(action, str):
+        return None
+    params = {k: str(v) for k, v in request.path_params.items()}
+    try:
+        return action.format(**params), params.get("name")
+    except (KeyError, IndexError):
+        return action, params.get("name")
+
+
+def route_action(request: Request) -> str:
+    found = mutation_of(request)
+    if found is None:  # pragma: no cover - a route using Action without mutation()
+        raise RuntimeError(f"{request.url.path} has no audit action")
+    return found[0]
+
+
+Action = Annotated[str, Depends(route_action)]
 Reader = Annotated[Identity, Depends(identity)]
 Operator = Annotated[Identity, Depends(operator)]

@@ -20,32 +20,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from control_plane.admin.context import mutation_of
 from control_plane.auth import Identity
-from control_plane.changes import ChangeError
+from control_plane.changes import ChangeError, Conflict, Invalid, NotFound, Stale
 
 log = logging.getLogger(__name__)
 
-# Mutating routes: (method, path) -> audit action.
-_MUTATIONS = (
-    ("PUT", re.compile(r"^/v1/models/(?P<model>[^/]+)/traffic/?$"), "shift"),
-    ("PUT", re.compile(r"^/v1/models/(?P<model>[^/]+)/shadow/?$"), "shadow"),
-    ("DELETE", re.compile(r"^/v1/models/(?P<model>[^/]+)/shadow/?$"), "shadow-off"),
-    ("POST", re.compile(r"^/v1/models/(?P<model>[^/]+)/promote/?$"), "promote"),
-    ("POST", re.compile(r"^/v1/models/(?P<model>[^/]+)/rollback/?$"), "rollback"),
-    (
-        "POST",
-        re.compile(r"^/v1/models/(?P<model>[^/]+)/rollout/(?P<verb>start|pause|resume|abort|promote)/?$"),
-        "rollout",
-    ),
-)
+# Domain errors carry no HTTP status; this is where they get one.
+_STATUS: dict[type[ChangeError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Stale: 412}
+# And the other way, for calls refused here before a handler ran: how the audit log names them.
+_KIND = {400: "malformed", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 422: "invalid"}
 
 
-def mutation_of(request: Request) -> tuple[str, str] | None:
-    """(action, model) when ``request`` is a call that would change traffic."""
-    for method, pattern, action in _MUTATIONS:
-        if request.method == method and (found := pattern.match(request.url.path)):
-            return action, found["model"]
-    return None
+def http_status(exc: ChangeError) -> int:
+    return next((_STATUS[cls] for cls in type(exc).__mro__ if cls in _STATUS), 409)
 
 
 def _identify(request: Request) -> Identity | None:
@@ -95,13 +83,11 @@ def _respond(
     elif mutation is not None and admin is not None:
         who = _identify(request)
         action, model = mutation
-        admin.audit.append(
+        admin.audit.refused(
             who=who.name if who else "anonymous",
             action=action,
             model=model,
-            request=None,
-            accepted=False,
-            status=status,
+            error=_KIND.get(status, "refused"),
             reason=message,
         )
         admin.metrics.changes.labels(action, "rejected").inc()
@@ -155,7 +141,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ChangeError)
     async def change_error(request: Request, exc: ChangeError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.message, exc.errors), status_code=exc.status)
+        status = http_status(exc)
+        return JSONResponse(error_body(status, exc.message, exc.errors), status_code=status)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug

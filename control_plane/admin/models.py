@@ -14,8 +14,9 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from control_plane import ir
-from control_plane.admin.context import AdminContext, Context, Operator, Reader
+from control_plane.admin.context import Action, AdminContext, Context, Operator, Reader, mutation
 from control_plane.admin.status import model_view, policy_state
+from control_plane.audit import Outcome, audited
 from control_plane.auth import Identity
 from control_plane.changes import Change, ChangeError, combined_etag, etag_of, find_model, no_such_model
 from control_plane.policy.loader import Located
@@ -131,20 +132,19 @@ def _run(
     response: Response,
     change: Callable[[], Change],
 ) -> dict[str, Any]:
-    """Make the change, audited first (the intent) and after (the outcome), and describe the result."""
-    audit = ctx.audit.begin(who=who.name, action=action, model=model, request=request)
+    """Make the change through the one audited path, and describe the result."""
+
+    def outcome(result: Change) -> Outcome:
+        reason = None if result.changed else "no change: the model already had this split"
+        return Outcome(result.old.to_json(), result.new.to_json(), result.snapshot_version, reason)
+
     try:
-        result = change()
-    except ChangeError as exc:
-        audit.rejected(status=exc.status, reason="; ".join([exc.message, *exc.errors]))
+        result = audited(
+            ctx.audit, who=who.name, action=action, model=model, request=request, apply=change, outcome=outcome
+        )
+    except ChangeError:
         ctx.metrics.changes.labels(action, "rejected").inc()
         raise
-    audit.accepted(
-        old=result.old.to_json(),
-        new=result.new.to_json(),
-        snapshot_version=result.snapshot_version,
-        reason=None if result.changed else "no change: the model already had this split",
-    )
     ctx.metrics.changes.labels(action, "accepted" if result.changed else "unchanged").inc()
     response.headers["ETag"] = result.etag
     return {
@@ -160,14 +160,20 @@ def _run(
     }
 
 
-@router.put("/{name}/traffic", summary="Set the default split")
+@router.put("/{name}/traffic", summary="Set the default split", **mutation("shift"))
 async def shift(
-    name: str, body: TrafficBody, ctx: Context, who: Operator, response: Response, if_match: IfMatch = None
+    name: str,
+    body: TrafficBody,
+    ctx: Context,
+    who: Operator,
+    action: Action,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return _run(
         ctx,
         who,
-        "shift",
+        action,
         name,
         body.model_dump(),
         response,
@@ -175,14 +181,20 @@ async def shift(
     )
 
 
-@router.put("/{name}/shadow", summary="Mirror a share of live traffic to a version")
+@router.put("/{name}/shadow", summary="Mirror a share of live traffic to a version", **mutation("shadow"))
 async def shadow(
-    name: str, body: ShadowBody, ctx: Context, who: Operator, response: Response, if_match: IfMatch = None
+    name: str,
+    body: ShadowBody,
+    ctx: Context,
+    who: Operator,
+    action: Action,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return _run(
         ctx,
         who,
-        "shadow",
+        action,
         name,
         body.model_dump(),
         response,
@@ -190,11 +202,14 @@ async def shadow(
     )
 
 
-@router.delete("/{name}/shadow", summary="Stop mirroring (one version, or all without ?version=)")
+@router.delete(
+    "/{name}/shadow", summary="Stop mirroring (one version, or all without ?version=)", **mutation("shadow-off")
+)
 async def stop_shadow(
     name: str,
     ctx: Context,
     who: Operator,
+    action: Action,
     response: Response,
     version: Annotated[str | None, Query(min_length=1, max_length=253)] = None,
     if_match: IfMatch = None,
@@ -202,7 +217,7 @@ async def stop_shadow(
     return _run(
         ctx,
         who,
-        "shadow-off",
+        action,
         name,
         {"version": version},
         response,
@@ -210,14 +225,20 @@ async def stop_shadow(
     )
 
 
-@router.post("/{name}/promote", summary="Send 100% of the default split to one version")
+@router.post("/{name}/promote", summary="Send 100% of the default split to one version", **mutation("promote"))
 async def promote(
-    name: str, body: PromoteBody, ctx: Context, who: Operator, response: Response, if_match: IfMatch = None
+    name: str,
+    body: PromoteBody,
+    ctx: Context,
+    who: Operator,
+    action: Action,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return _run(
         ctx,
         who,
-        "promote",
+        action,
         name,
         body.model_dump(),
         response,
@@ -225,14 +246,15 @@ async def promote(
     )
 
 
-@router.post("/{name}/rollback", summary="Go back to the split before the last change")
+@router.post("/{name}/rollback", summary="Go back to the split before the last change", **mutation("rollback"))
 async def rollback(
     name: str,
     ctx: Context,
     who: Operator,
+    action: Action,
     response: Response,
     if_match: IfMatch = None,
 ) -> dict[str, Any]:
     return _run(
-        ctx, who, "rollback", name, None, response, lambda: ctx.changes.rollback(name, who=who.name, if_match=if_match)
+        ctx, who, action, name, None, response, lambda: ctx.changes.rollback(name, who=who.name, if_match=if_match)
     )

@@ -6,12 +6,15 @@ finish on the event loop that owns the controller and the rollout runner.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
 
-from control_plane.admin.context import Context, Operator, Reader
+from control_plane.admin.context import Action, Context, Operator, Reader, mutation
+from control_plane.audit import audited
 from control_plane.changes import strong_etag
+from control_plane.rollout.runner import Transition
 
 router = APIRouter(prefix="/v1/models", tags=["rollouts"])
 
@@ -31,7 +34,17 @@ Verb = Literal["start", "pause", "resume", "abort", "promote"]
     summary="start: roll spec.canary.candidate out step by step; pause: hold the current step; "
     "resume: continue with a fresh interval; abort: all traffic back to the baseline now; "
     "promote: all traffic to the candidate now",
+    **mutation("rollout-{verb}"),
 )
-async def act(name: str, verb: Verb, ctx: Context, who: Operator) -> dict[str, Any]:
-    getattr(ctx.rollouts, verb)(name, who.name)  # each verb is a RolloutRunner method (name, who)
+async def act(name: str, verb: Verb, ctx: Context, who: Operator, action: Action) -> dict[str, Any]:
+    step: Callable[[str, str], Transition] = getattr(ctx.rollouts, verb)  # a RolloutRunner verb (model, who)
+    audited(
+        ctx.audit,
+        who=who.name,
+        action=action,
+        model=name,
+        request={"verb": verb},
+        apply=lambda: step(name, who.name),
+        outcome=Transition.outcome,
+    )
     return ctx.rollouts.view(name)

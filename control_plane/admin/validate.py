@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from control_plane.admin.context import AdminContext, Context, Reader
-from control_plane.admin.errors import ErrorBody
+from control_plane.admin.errors import ErrorBody, http_status
 from control_plane.admin.models import VersionName, Weight
-from control_plane.changes import ChangeError, Planner, mirror, promote_to, shift_to, unmirror
+from control_plane.changes import ChangeError, Conflict, Invalid, Planner, mirror, promote_to, shift_to, unmirror
 from control_plane.controller import translation_errors
 from control_plane.ir import RoutingIntent
 from control_plane.policy.compile import to_intent, with_endpoints
@@ -127,7 +127,7 @@ def _report(ctx: AdminContext, body: ValidateBody) -> ValidationReport:
             raise PolicyErrors(problems)
     except ChangeError as exc:
         return ValidationReport(
-            status=exc.status, valid=False, message=exc.message, errors=exc.errors or [exc.message], diff=[]
+            status=http_status(exc), valid=False, message=exc.message, errors=exc.errors or [exc.message], diff=[]
         )
     except PolicyErrors as exc:
         errors = [str(e) for e in exc.errors]
@@ -153,14 +153,14 @@ def _policy_set(ctx: AdminContext, text: str | None, file: str | None) -> Policy
         try:
             texts[str(path)] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ChangeError(409, f"cannot read policy file {path}: {exc}") from None
+            raise Conflict(f"cannot read policy file {path}: {exc}") from None
     target = "<proposed>.yaml"
     if file is not None:
         matches = [name for name in texts if name == file or name.rsplit("/", 1)[-1] == file]
         if len(matches) != 1:
             known = ", ".join(sorted(texts)) or "none"
             what = "is ambiguous" if matches else "is not one of the policy files"
-            raise ChangeError(422, f"file {file!r} {what} (policy files: {known})")
+            raise Invalid(f"file {file!r} {what} (policy files: {known})")
         target = matches[0]
     after = load_texts({**texts, target: text})
     controller = ctx.controller

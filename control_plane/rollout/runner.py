@@ -20,12 +20,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from control_plane import ir
-from control_plane.audit import AuditLog
-from control_plane.changes import ChangeError, Planner, PolicyChanges, no_such_model
+from control_plane.audit import AuditLog, Outcome, audited
+from control_plane.changes import ChangeError, Conflict, NotFound, Planner, PolicyChanges, no_such_model
 from control_plane.history import RoutingState
 from control_plane.rollout import machine
 from control_plane.rollout.machine import Phase, Plan, Rollout, TransitionError
@@ -35,6 +36,21 @@ from control_plane.store import write_atomic
 log = logging.getLogger(__name__)
 
 AUTO = "rollout"  # who the runner's own transitions are audited as
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A rollout's step from one state to the next, and what it did to traffic."""
+
+    rollout: Rollout
+    action: str  # what it turned into: "rollout-failed" when traffic could not be changed
+    old: dict[str, Any]
+    new: dict[str, Any]
+    snapshot_version: str | None
+    reason: str
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.old, self.new, self.snapshot_version, self.reason, self.action)
 
 
 class RolloutRunner:
@@ -72,7 +88,7 @@ class RolloutRunner:
     def get(self, model: str) -> Rollout:
         r = self.rollouts.get(model)
         if r is None:
-            raise ChangeError(404, f"{model!r} has no rollout; start one with `switchyard rollout start {model}`")
+            raise NotFound(f"{model!r} has no rollout; start one with `switchyard rollout start {model}`")
         return r
 
     def view(self, model: str) -> dict[str, Any]:
@@ -85,47 +101,41 @@ class RolloutRunner:
 
     # -- verbs -----------------------------------------------------------------------
 
-    def start(self, model: str, who: str) -> Rollout:
+    def start(self, model: str, who: str) -> Transition:
         current = self.rollouts.get(model)
         if current is not None and current.live:
-            raise ChangeError(
-                409, f"{model!r} already has a {current.phase.value} rollout of {current.plan.candidate!r}"
-            )
+            raise Conflict(f"{model!r} already has a {current.phase.value} rollout of {current.plan.candidate!r}")
         m = self._model(model)
         if m.canary is None:
-            raise ChangeError(409, f"{model!r} has no canary block in its policy: add spec.canary first")
+            raise Conflict(f"{model!r} has no canary block in its policy: add spec.canary first")
         plan = Plan.of(m.canary, _baseline(m, m.canary))
         new = machine.start(model, plan, self.clock())
         strays = [v for v, w in m.split.weights if w > 0 and v not in (plan.baseline, plan.candidate)]
         if strays:
-            raise ChangeError(
-                409,
+            raise Conflict(
                 f"{model!r}'s split also sends traffic to {', '.join(strays)}: a rollout moves traffic between "
                 f"{plan.baseline!r} and {plan.candidate!r} only; shift the others away first",
             )
         return self._commit(None, new, who, "rollout-start")
 
-    def pause(self, model: str, who: str) -> Rollout:
+    def pause(self, model: str, who: str) -> Transition:
         return self._verb(model, who, "rollout-pause", lambda r, now: machine.pause(r, now))
 
-    def resume(self, model: str, who: str) -> Rollout:
+    def resume(self, model: str, who: str) -> Transition:
         return self._verb(model, who, "rollout-resume", machine.resume)
 
-    def abort(self, model: str, who: str) -> Rollout:
+    def abort(self, model: str, who: str) -> Transition:
         return self._verb(model, who, "rollout-abort", lambda r, now: machine.abort(r, now))
 
-    def promote(self, model: str, who: str) -> Rollout:
+    def promote(self, model: str, who: str) -> Transition:
         return self._verb(model, who, "rollout-promote", machine.promote)
 
-    def _verb(self, model: str, who: str, action: str, step: Callable[[Rollout, float], Rollout]) -> Rollout:
+    def _verb(self, model: str, who: str, action: str, step: Callable[[Rollout, float], Rollout]) -> Transition:
         old = self.get(model)
         try:
             new = step(old, self.clock())
         except TransitionError as exc:
-            self.audit.append(
-                who=who, action=action, model=model, request=None, accepted=False, status=409, reason=str(exc)
-            )
-            raise ChangeError(409, str(exc)) from None
+            raise Conflict(str(exc)) from None
         return self._commit(old, new, who, action)
 
     # -- the loop ----------------------------------------------------------------------
@@ -145,7 +155,7 @@ class RolloutRunner:
             now = self.clock()
             late = machine.expired(r, now)
             if late is not None:
-                self._commit(r, late, AUTO, "rollout-failed")
+                self._automatic(r, late, "rollout-failed")
             elif r.phase is Phase.PROGRESSING:
                 await self._maybe_check(model, r)
 
@@ -184,22 +194,28 @@ class RolloutRunner:
         action = {Phase.PROMOTED: "rollout-promoted", Phase.ROLLED_BACK: "rollout-rollback"}.get(
             new.phase, "rollout-step"
         )
-        self._commit(r, new, AUTO, action, strict=True)
+        self._automatic(r, new, action, strict=True)
 
     # -- applying --------------------------------------------------------------------
 
-    def _commit(self, old: Rollout | None, new: Rollout, who: str, action: str, *, strict: bool = False) -> Rollout:
-        """Write the new weight through the policy path (if it changed), persist, audit."""
+    def _automatic(self, old: Rollout, new: Rollout, action: str, *, strict: bool = False) -> Transition:
+        """A transition the runner makes on its own, audited as `rollout` (verbs are audited by the caller)."""
+        return audited(
+            self.audit,
+            who=AUTO,
+            action=action,
+            model=new.model,
+            request={"candidate": new.plan.candidate, "baseline": new.plan.baseline},
+            apply=lambda: self._commit(old, new, AUTO, action, strict=strict),
+            outcome=Transition.outcome,
+        )
+
+    def _commit(self, old: Rollout | None, new: Rollout, who: str, action: str, *, strict: bool = False) -> Transition:
+        """Write the new weight through the policy path (if it changed) and persist the rollout."""
         model = new.model
         old_weight = None if old is None else old.weight
         snapshot = None
         before = after = None
-        audit = self.audit.begin(
-            who=who,
-            action=action,
-            model=model,
-            request={"candidate": new.plan.candidate, "baseline": new.plan.baseline},
-        )
         if old is None or new.weight != old.weight:
             try:
                 change = self.changes.apply(
@@ -207,23 +223,14 @@ class RolloutRunner:
                 )
                 before, after, snapshot = change.old.to_json(), change.new.to_json(), change.snapshot_version
             except ChangeError as exc:
-                why = "; ".join([exc.message, *exc.errors])
                 if old is None:  # nothing started: refuse the verb
-                    audit.rejected(status=exc.status, reason=why)
                     raise
-                log.error("%s rollout: cannot set %s to %d%%: %s", model, new.plan.candidate, new.weight, why)
-                new = machine.fail(new, self.clock(), f"{action} could not change traffic: {why}", weight=None)
+                log.error("%s rollout: cannot set %s to %d%%: %s", model, new.plan.candidate, new.weight, exc.reason)
+                new = machine.fail(new, self.clock(), f"{action} could not change traffic: {exc.reason}", weight=None)
                 action = "rollout-failed"
         self.rollouts[model] = new
         self._windows.pop(model, None)  # the next interval starts after the change
         self._save(new)
-        audit.accepted(
-            action=action,
-            old=before or {"phase": None if old is None else old.phase.value, "weight": old_weight},
-            new=after or {"phase": new.phase.value, "weight": new.weight},
-            snapshot_version=snapshot,
-            reason=f"{new.phase.value}: {new.reason}",
-        )
         log.info(
             "%s rollout: %s -> %s (%s at %d%%): %s",
             model,
@@ -233,7 +240,14 @@ class RolloutRunner:
             new.weight,
             new.reason,
         )
-        return new
+        return Transition(
+            rollout=new,
+            action=action,
+            old=before or {"phase": None if old is None else old.phase.value, "weight": old_weight},
+            new=after or {"phase": new.phase.value, "weight": new.weight},
+            snapshot_version=snapshot,
+            reason=f"{new.phase.value}: {new.reason}",
+        )
 
     def _planner(self, old: Rollout | None, new: Rollout, *, strict: bool) -> Planner:
         want = new.plan.traffic(new.weight)
@@ -242,15 +256,14 @@ class RolloutRunner:
             if strict and old is not None:
                 expected = old.plan.traffic(old.weight)
                 if {v: w for v, w in state.traffic if w > 0} != expected:
-                    raise ChangeError(
-                        409,
+                    raise Conflict(
                         f"traffic was changed outside the rollout (expected {expected}, found {dict(state.traffic)}); "
                         "leaving it as it is",
                     )
             declared = {v.name for v in m.versions}
             for version in want:
                 if version not in declared:
-                    raise ChangeError(409, f"version {version!r} is no longer declared in {m.name!r}")
+                    raise Conflict(f"version {version!r} is no longer declared in {m.name!r}")
             # A version given live traffic stops being a mirror (a version cannot shadow itself).
             return RoutingState(tuple(want.items()), tuple(s for s in state.shadow if s[0] not in want))
 
@@ -278,7 +291,5 @@ def _baseline(m: ir.Model, canary: ir.Canary) -> str:
         return canary.baseline
     others = [(w, v) for v, w in m.split.weights if v != canary.candidate and w > 0]
     if not others:
-        raise ChangeError(
-            409, f"{canary.candidate!r} already has all of {m.name!r}'s traffic: nothing to roll out from"
-        )
+        raise Conflict(f"{canary.candidate!r} already has all of {m.name!r}'s traffic: nothing to roll out from")
     return max(others, key=lambda p: p[0])[1]

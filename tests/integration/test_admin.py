@@ -94,7 +94,7 @@ def test_cli_shift_moves_real_traffic_and_edits_one_line(stack: Stack) -> None:
     envoys = cli(stack, "envoys", "--json")
     assert envoys.returncode == 0 and '"in_sync": true' in envoys.stdout
     audit = cli(stack, "audit", "--model", "sentiment")
-    assert audit.returncode == 0 and "rejected (422)" in audit.stdout
+    assert audit.returncode == 0 and "rejected (invalid)" in audit.stdout
 
 
 def test_stale_if_match_is_412_and_changes_nothing(stack: Stack) -> None:
