@@ -20,7 +20,6 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from control_plane import ir
@@ -29,9 +28,10 @@ from control_plane.health import HealthProber
 from control_plane.history import History, HistoryEntry, RoutingState
 from control_plane.policy.compile import to_model
 from control_plane.policy.errors import PolicyErrors
-from control_plane.policy.loader import Located, PolicySet, load_texts, policy_files
+from control_plane.policy.loader import Located, PolicySet, load_texts
 from control_plane.policy.schema import ModelRoute
-from control_plane.store import StoreError, edit_routing, write_atomic
+from control_plane.sources import WriteBack
+from control_plane.store import StoreError
 
 Planner = Callable[[RoutingState, ir.Model], RoutingState]
 
@@ -146,10 +146,14 @@ def find_model(policies: PolicySet | None, name: str) -> Located[ModelRoute] | N
 
 
 class PolicyChanges:
-    def __init__(self, controller: Controller, prober: HealthProber, history: History) -> None:
+    """The operator verbs. Reads the policy set through the controller's source and writes
+    accepted changes through ``write_back`` (for files: the same files)."""
+
+    def __init__(self, controller: Controller, prober: HealthProber, history: History, write_back: WriteBack) -> None:
         self.controller = controller
         self.prober = prober
         self.history = history
+        self.write_back = write_back
         controller.on_reverted = self._reverted
 
     # -- publishing ------------------------------------------------------------------
@@ -227,8 +231,8 @@ class PolicyChanges:
 
     def plan(self, model: str, planner: Planner, *, if_match: str | None = None) -> Plan:
         """Everything up to (not including) the write: raises ChangeError if it cannot be done."""
-        texts = self._read_texts()
         try:
+            texts = self.controller.source.read()
             before = load_texts(texts)
         except PolicyErrors as exc:
             raise Conflict(
@@ -251,7 +255,7 @@ class PolicyChanges:
         if new == old:
             return Plan(model, file, old, new, old_text, old_text, before, before)
         try:
-            new_text = edit_routing(old_text, model, dict(new.traffic), new.shadow)
+            new_text = self.write_back.edit_routing(file, old_text, model, dict(new.traffic), new.shadow)
         except StoreError as exc:
             raise Conflict(str(exc)) from None
         try:
@@ -272,7 +276,7 @@ class PolicyChanges:
             current = self.controller.cache.current
             return Change(model, plan.file, plan.old, plan.new, False, current.version if current else None, etag)
         try:
-            write_atomic(plan.file, plan.new_text)
+            self.write_back.write(plan.file, plan.new_text)
         except OSError as exc:
             raise Conflict(f"cannot write {plan.file}: {exc}") from None
         before = len(self.history.entries(model))
@@ -289,15 +293,6 @@ class PolicyChanges:
             etag,
             self.history.entries(model)[before:],
         )
-
-    def _read_texts(self) -> dict[str, str]:
-        texts: dict[str, str] = {}
-        for path in policy_files(self.controller.policy_paths):
-            try:
-                texts[str(path)] = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise Conflict(f"cannot read policy file {path}: {exc}") from None
-        return texts
 
 
 # -- planners: (current state, current model) -> wanted state, or ChangeError ----------------

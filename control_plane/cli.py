@@ -37,8 +37,8 @@ from control_plane.local import traffic as local_traffic
 from control_plane.local import up as local_up
 from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
-from control_plane.policy.loader import load_policies
 from control_plane.render import resources_by_type
+from control_plane.sources.files import load_policies
 from control_plane.translate import translate
 
 

@@ -12,20 +12,19 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane import ir
 from control_plane.ir import RoutingIntent
-from control_plane.policy.compile import LocalOverrides, to_intent, to_model, with_endpoints
+from control_plane.policy.compile import LocalOverrides, overridden_model, to_intent
 from control_plane.policy.errors import PolicyError, PolicyErrors
-from control_plane.policy.loader import Located, PolicySet, load_policies
+from control_plane.policy.loader import Located, PolicySet, load_texts
 from control_plane.policy.removals import removal_errors
 from control_plane.policy.schema import ModelRoute
 from control_plane.policy.yaml_source import paused_gc
-from control_plane.translate import translate
-from control_plane.translate.serialized import serialize
+from control_plane.sources import PolicySource
+from control_plane.translate import Translator, translate
 from control_plane.xds.cache import Rejection, SnapshotCache
 from control_plane.xds.nodes import short_type
 from control_plane.xds.snapshot import InconsistentSnapshot, Snapshot
@@ -71,19 +70,19 @@ class Controller:
     to run, and ``last_rejected`` carries Envoy's message.
 
     Contract: one event loop owns it. ``read`` may run in another thread (it
-    only reads files and validates); ``publish`` and everything else run on
-    the loop.
+    only reads the source and validates); ``publish`` and everything else run
+    on the loop.
     """
 
     def __init__(
         self,
-        policy_paths: list[Path],
+        source: PolicySource,
         cache: SnapshotCache,
         overrides: LocalOverrides | None = None,
         *,
         allow_empty: bool = False,
     ) -> None:
-        self.policy_paths = policy_paths
+        self.source = source
         self.cache = cache
         self.overrides = overrides or LocalOverrides()
         self.allow_empty = allow_empty
@@ -98,6 +97,7 @@ class Controller:
         self.generation = 0
         # Called with the intent after Envoy's rejection rolled the controller back.
         self.on_reverted: Callable[[RoutingIntent | None], None] | None = None
+        self.translator = Translator()
         # IR per validated document. The loader hands back the same (immutable)
         # ModelRoute object while a document is unchanged, so identity is a safe key.
         self._models: dict[int, tuple[ModelRoute, ir.Model]] = {}
@@ -106,15 +106,15 @@ class Controller:
 
     @property
     def origin(self) -> str:
-        """How errors about the policy set as a whole name it (its first path)."""
-        return str(self.policy_paths[0]) if self.policy_paths else "policies"
+        """How errors about the policy set as a whole name it."""
+        return self.source.name
 
     # -- reloading -------------------------------------------------------------------
 
     def read(self) -> PolicySet | PolicyErrors:
         """Read and validate the policy files (no side effects; safe off the event loop)."""
         try:
-            return load_policies(self.policy_paths)
+            return load_texts(self.source.read())
         except PolicyErrors as exc:
             return exc
         except Exception as exc:  # a bug in the loader; still only a rejection
@@ -149,9 +149,9 @@ class Controller:
         intent = self._to_intent(policies)
         marks.append(time.perf_counter())
         try:
-            resources = serialize(intent, self.unready)
+            resources = self.translator.translate(intent, self.unready)
             marks.append(time.perf_counter())
-            snapshot = Snapshot.from_serialized(resources, previous=self.cache.current)
+            snapshot = Snapshot.build(resources, previous=self.cache.current)
             marks.append(time.perf_counter())
         except InconsistentSnapshot as exc:
             return self._reject([f"internal consistency check failed: {exc}"])
@@ -191,8 +191,8 @@ class Controller:
             return
         try:
             with paused_gc():
-                resources = serialize(self.intent, unready)
-                snapshot = Snapshot.from_serialized(resources, previous=self.cache.current)
+                resources = self.translator.translate(self.intent, unready)
+                snapshot = Snapshot.build(resources, previous=self.cache.current)
         except Exception:  # the prober calls this: a failure must not stop probing
             log.exception("cannot re-translate after a readiness change; still serving the previous snapshot")
             return
@@ -226,20 +226,20 @@ class Controller:
     # -- helpers ---------------------------------------------------------------------
 
     def _to_intent(self, policies: PolicySet) -> RoutingIntent:
-        """``to_intent(policies)``, reusing the IR of documents that did not change."""
+        """``to_intent(policies, overrides)``, reusing the IR of documents that did not change."""
         known = self._models
         current: dict[int, tuple[ModelRoute, ir.Model]] = {}
-        models = []
-        for located in policies.models:
-            route = located.value
+
+        def compile_model(route: ModelRoute) -> ir.Model:
             hit = known.get(id(route))
             if hit is None or hit[0] is not route:
-                hit = (route, to_model(route))
+                hit = (route, overridden_model(route, self.overrides))
             current[id(route)] = hit
-            models.append(with_endpoints(hit[1], self.overrides.endpoints))
+            return hit[1]
+
+        intent = to_intent(policies, self.overrides, compile_model)
         self._models = current  # only live documents: bounded by the policy set
-        listener = self.overrides.listener or to_intent(replace(policies, models=())).listener
-        return RoutingIntent(listener, tuple(models))
+        return intent
 
     def _record(self, outcome: ReloadOutcome) -> None:
         self.last_reload = outcome
@@ -257,9 +257,9 @@ class Controller:
 def translation_errors(policies: PolicySet, intent: RoutingIntent) -> list[PolicyError]:
     """What stops ``intent`` from becoming a consistent set of Envoy resources (usually nothing).
 
-    The final check of ``switchyard validate`` and ``POST /v1/validate``: it
-    builds every resource with the library and serialises it, and needs no
-    state, so it can run in any thread.
+    The final check of ``switchyard validate`` and ``POST /v1/validate``: the
+    controller's translation without its memo, so it needs no state and can
+    run in any thread.
     """
     try:
         Snapshot.build(translate(intent))
@@ -282,10 +282,7 @@ def untranslatable(policies: PolicySet, intent: RoutingIntent, exc: Exception) -
     errors: list[PolicyError] = []
     for model in intent.models:
         try:
-            resources = translate(RoutingIntent(intent.listener, (model,)))
-            for by_name in resources.by_type.values():
-                for resource in by_name.values():
-                    resource.SerializeToString(deterministic=True)
+            translate(RoutingIntent(intent.listener, (model,)))
         except Exception as one:
             located = sources.get(model.name)
             file, line = (located.source.file, located.source.line) if located else ("policies", 0)

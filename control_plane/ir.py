@@ -6,7 +6,7 @@ snapshot layer can tell when nothing changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 HeaderMatchKind = Literal["exact", "prefix", "regex", "present", "absent"]
@@ -127,12 +127,23 @@ class Model:
     outlier_detection: OutlierDetection | None
     slow_start_ms: int | None
     canary: Canary | None = None
+    # The translator looks every model up by value on each reload (10,000 at a time);
+    # the generated hash would walk every nested field each time, so it is kept.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __hash__(self) -> int:
+        if not self._hash:
+            object.__setattr__(self, "_hash", hash(tuple(getattr(self, name) for name in _MODEL_FIELDS)))
+        return self._hash
 
     def version(self, name: str) -> Version:
         for version in self.versions:
             if version.name == name:
                 return version
         raise KeyError(name)
+
+
+_MODEL_FIELDS = tuple(f.name for f in fields(Model) if f.compare)
 
 
 @dataclass(frozen=True, slots=True)

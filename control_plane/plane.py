@@ -25,6 +25,7 @@ from control_plane.policy.compile import LocalOverrides
 from control_plane.rollout.metrics import EnvoyStats, envoy_admin_urls
 from control_plane.rollout.runner import RolloutRunner
 from control_plane.shadow.collector import ShadowCollector
+from control_plane.sources.files import FileSource
 from control_plane.tasks import BackgroundTasks
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
@@ -89,9 +90,10 @@ def build(options: ServeOptions, *, authenticator: Authenticator | None = None) 
     metrics = Metrics(cache)
     nodes = NodeRegistry(events=metrics)
     metrics.read_state_of(nodes)
-    controller = Controller(options.policies, cache, options.overrides, allow_empty=options.allow_empty)
+    source = FileSource(options.policies)
+    controller = Controller(source, cache, options.overrides, allow_empty=options.allow_empty)
     prober = HealthProber(controller.set_unready)
-    changes = PolicyChanges(controller, prober, History(state_dir / "history.jsonl"))
+    changes = PolicyChanges(controller, prober, History(state_dir / "history.jsonl"), write_back=source)
     audit = AuditLog(state_dir / "audit.jsonl")
     stats = EnvoyStats(lambda: envoy_admin_urls(nodes, options.envoy_admin))
     parts = AdminContext(

@@ -56,7 +56,8 @@ def _visit(descriptor: Descriptor, plain: Any) -> None:
 
 def resources_by_type(resources: Resources) -> dict[str, list[dict[str, Any]]]:
     """``{"Cluster": [...], "ClusterLoadAssignment": [...], ...}`` in push order, sorted by name."""
+    messages = resources.messages()
     return {
-        short_type(type_url): [to_plain(m) for _, m in sorted(resources.by_type.get(type_url, {}).items())]
+        short_type(type_url): [to_plain(m) for _, m in sorted(messages.get(type_url, {}).items())]
         for type_url in TYPE_ORDER
     }

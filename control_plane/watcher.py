@@ -16,7 +16,7 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from control_plane.policy.loader import POLICY_SUFFIXES
+from control_plane.sources.files import POLICY_SUFFIXES
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ def status(ctx: Context) -> dict[str, Any]:
         "snapshot_version": snapshot.version if snapshot else None,
         "published_at": cache.published_at,
         "policy": {
-            "paths": [str(p) for p in controller.policy_paths],
+            "paths": controller.source.locations,
             **policy_state(controller),
             "reloads": [o.to_json() for o in controller.reloads],
         },

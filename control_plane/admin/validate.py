@@ -26,9 +26,9 @@ from control_plane.admin.models import VersionName, Weight
 from control_plane.changes import ChangeError, Conflict, Invalid, Planner, mirror, promote_to, shift_to, unmirror
 from control_plane.controller import translation_errors
 from control_plane.ir import RoutingIntent
-from control_plane.policy.compile import to_intent, with_endpoints
+from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
-from control_plane.policy.loader import PolicySet, load_texts, policy_files
+from control_plane.policy.loader import PolicySet, load_texts
 from control_plane.policy.removals import removal_errors
 from control_plane.policy.schema import Percent
 from control_plane.policy.yaml_source import MAX_FILE_BYTES
@@ -140,20 +140,15 @@ def _report(ctx: AdminContext, body: ValidateBody) -> ValidationReport:
 
 def _intent(ctx: AdminContext, policies: PolicySet) -> RoutingIntent:
     """The intent the controller would build (with `switchyard up`'s local overrides, if any)."""
-    intent = to_intent(policies)
-    overrides = ctx.controller.overrides
-    models = tuple(with_endpoints(m, overrides.endpoints) for m in intent.models)
-    return RoutingIntent(overrides.listener or intent.listener, models)
+    return to_intent(policies, ctx.controller.overrides)
 
 
 def _policy_set(ctx: AdminContext, text: str | None, file: str | None) -> PolicySet:
     assert text is not None
-    texts: dict[str, str] = {}
-    for path in policy_files(ctx.controller.policy_paths):
-        try:
-            texts[str(path)] = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise Conflict(f"cannot read policy file {path}: {exc}") from None
+    try:
+        texts = ctx.controller.source.read()
+    except PolicyErrors as exc:
+        raise Conflict("the policy files on disk cannot be read", [str(e) for e in exc.errors]) from None
     target = "<proposed>.yaml"
     if file is not None:
         matches = [name for name in texts if name == file or name.rsplit("/", 1)[-1] == file]

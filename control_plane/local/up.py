@@ -24,7 +24,8 @@ from control_plane.envoy_binary import envoy_binary
 from control_plane.local import commands
 from control_plane.local.supervisor import Managed, Supervisor
 from control_plane.policy.errors import PolicyErrors
-from control_plane.policy.loader import PolicySet, load_policies
+from control_plane.policy.loader import PolicySet
+from control_plane.sources.files import load_policies
 
 READY_TIMEOUT_S = 600.0  # first start trains nothing, but loads MiniLM in several processes on 2 cores
 

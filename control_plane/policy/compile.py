@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from control_plane import ir
@@ -11,10 +11,30 @@ from control_plane.policy.loader import PolicySet
 from control_plane.policy.schema import CanarySpec, HeaderMatchSpec, ModelRoute, ShadowSpec
 
 
-def to_intent(policies: PolicySet) -> ir.RoutingIntent:
+def to_intent(
+    policies: PolicySet,
+    overrides: LocalOverrides | None = None,
+    compile_model: Callable[[ModelRoute], ir.Model] | None = None,
+) -> ir.RoutingIntent:
+    """The routing intent of a validated policy set, with `switchyard up`'s overrides applied.
+
+    ``compile_model`` turns one document into its final IR, overrides included
+    (default: ``overridden_model``); the controller passes a memoised one, so a
+    model that did not change is the very same value before the translator's memo.
+    """
+    overrides = overrides or LocalOverrides()
     gateway = policies.gateway
     listener = ir.Listener(gateway.value.spec.address, gateway.value.spec.port) if gateway else ir.Listener()
-    return ir.RoutingIntent(listener, tuple(to_model(m.value) for m in policies.models))
+    if compile_model is None:
+        models = tuple(overridden_model(m.value, overrides) for m in policies.models)
+    else:
+        models = tuple(compile_model(m.value) for m in policies.models)
+    return ir.RoutingIntent(overrides.listener or listener, models)
+
+
+def overridden_model(route: ModelRoute, overrides: LocalOverrides) -> ir.Model:
+    """One document's IR with the local endpoint overrides applied."""
+    return with_endpoints(to_model(route), overrides.endpoints)
 
 
 def to_model(route: ModelRoute) -> ir.Model:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
@@ -20,7 +17,6 @@ from control_plane.policy.yaml_source import SourceDocument, parse_documents, pa
 
 log = logging.getLogger(__name__)
 
-POLICY_SUFFIXES = (".yaml", ".yml")
 T = TypeVar("T")
 
 
@@ -38,49 +34,6 @@ class PolicySet:
     gateway: Located[Gateway] | None
     files: tuple[str, ...]
     fleets: tuple[Located[Fleet], ...] = ()
-
-
-def policy_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus every *.yaml / *.yml below named directories, sorted."""
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            # Sorted like Path objects (by their parts), without hidden files or directories.
-            below = sorted(_walk(str(path), ()))
-            found.extend(path.joinpath(*parts) for parts in below)
-        else:
-            found.append(path)
-    return found
-
-
-def _walk(directory: str, parts: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    # os.scandir instead of Path.rglob: listing 10,000 policy files took 0.15 s with
-    # rglob and is_file(), a third of a no-op reload. Like rglob (Python 3.11), it
-    # does not descend into symlinked directories; symlinked files count.
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                if not entry.is_symlink():
-                    yield from _walk(entry.path, (*parts, entry.name))
-            elif entry.name.endswith(POLICY_SUFFIXES) and entry.is_file():
-                yield (*parts, entry.name)
-
-
-def load_policies(paths: Iterable[str | Path]) -> PolicySet:
-    """Read and validate; raise ``PolicyErrors`` listing every problem found."""
-    texts: dict[str, str] = {}
-    errors: list[PolicyError] = []
-    for path in policy_files(paths):
-        try:
-            texts[str(path)] = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(PolicyError(str(path), 1, (), f"cannot read policy file: {exc}"))
-    if errors:
-        raise PolicyErrors(errors)
-    return load_texts(texts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from envoy.config.cluster.v3 import cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import health_check_pb2
 from envoy.type.v3 import percent_pb2
@@ -9,6 +11,7 @@ from google.protobuf import wrappers_pb2
 
 from control_plane.ir import Model, Version
 from control_plane.translate.endpoints import load_assignment
+from control_plane.translate.fragments import serialized
 from control_plane.translate.messages import ads_source, duration
 from control_plane.translate.names import cluster_name
 
@@ -63,3 +66,22 @@ def cluster(model: Model, version: Version) -> cluster_pb2.Cluster:
             )
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ModelClusters:
+    """One model's clusters and EDS assignments, serialised; they do not depend on readiness."""
+
+    clusters: tuple[tuple[str, bytes], ...]
+    endpoints: tuple[tuple[str, bytes], ...]  # only for EDS clusters
+
+    @classmethod
+    def of(cls, model: Model) -> ModelClusters:
+        clusters: list[tuple[str, bytes]] = []
+        endpoints: list[tuple[str, bytes]] = []
+        for version in model.versions:
+            built = cluster(model, version)
+            clusters.append((built.name, serialized(built)))
+            if built.type == cluster_pb2.Cluster.EDS:
+                endpoints.append((built.name, serialized(load_assignment(model, version))))
+        return cls(tuple(clusters), tuple(endpoints))

@@ -65,3 +65,14 @@ def listener(intent: RoutingIntent) -> listener_pb2.Listener:
             )
         ],
     )
+
+
+def rds_names(built: listener_pb2.Listener) -> tuple[str, ...]:
+    """The route configurations a listener asks for over RDS."""
+    names: list[str] = []
+    for chain in built.filter_chains:
+        for network_filter in chain.filters:
+            manager = hcm.HttpConnectionManager()
+            if network_filter.typed_config.Unpack(manager) and manager.HasField("rds"):
+                names.append(manager.rds.route_config_name)
+    return tuple(names)

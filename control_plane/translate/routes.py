@@ -13,15 +13,15 @@ linearly, so a host shared by several models (told apart by path prefix) gets a
 ``matcher`` instead: a longest-prefix map on ``:path`` that picks one model's
 route list directly, making the last of 1,000 models as cheap as the first.
 A model's prefix matches on path-segment boundaries (``/a`` matches ``/a``,
-``/a/x`` and ``/a?q``, never ``/ab``); see ``_prefix_matcher`` for how a
+``/a/x`` and ``/a?q``, never ``/ab``); see ``prefix_map_entries`` for how a
 non-boundary hit still reaches the right model.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterable, Iterator, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Container, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -32,6 +32,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2
 
 from control_plane.ir import HeaderCondition, Mirror, Model, Retry, RoutingIntent, Rule, Split
+from control_plane.translate.fragments import EmbeddedField, serialized
 from control_plane.translate.messages import duration, pack
 from control_plane.translate.names import (
     BODY_PIN_FILTER,
@@ -44,38 +45,100 @@ from control_plane.translate.weights import effective_weights
 
 _INT64_MAX = 2**63 - 1
 _FILTER_DISABLED = pack(rc.FilterConfig(disabled=True))
-
-
-def route_configuration(intent: RoutingIntent, unready: frozenset[str]) -> route_pb2.RouteConfiguration:
-    models_by_name = {m.name: m for m in intent.models}
-    config = route_pb2.RouteConfiguration(name=ROUTE_CONFIG_NAME)
-    for model_names, domains in virtual_host_groups(intent.models).items():
-        vhost = config.virtual_hosts.add(name="+".join(model_names), domains=domains)
-        models = [models_by_name[name] for name in model_names]
-        if len(models) == 1:
-            vhost.routes.extend(model_routes(models[0], _unready_of(models[0], unready)))
-            continue
-        entries = vhost.matcher.matcher_tree.prefix_match_map.map
-        vhost.matcher.matcher_tree.input.CopyFrom(PATH_INPUT)
-        for key, model, fallback in prefix_map_entries(models):
-            route_list = rc.RouteList(routes=model_routes(model, _unready_of(model, unready)))
-            if fallback is not None:
-                route_list.routes.extend(model_routes(fallback, _unready_of(fallback, unready)))
-            action = entries[key].action
-            action.name = model.name
-            # Deterministic, like everything else we hash and compare byte for byte.
-            action.typed_config.CopyFrom(
-                any_pb2.Any(type_url=ROUTE_LIST_TYPE, value=route_list.SerializeToString(deterministic=True))
-            )
-    return config
-
-
 # There is no dedicated HTTP path input in Envoy 1.40 (PathMatchInput is generic_proxy's);
 # the :path header includes the query string, which a prefix match does not mind.
 PATH_INPUT = extension_pb2.TypedExtensionConfig(
     name="request-path", typed_config=pack(http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=":path"))
 )
 ROUTE_LIST_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteList"
+# Each is the highest-numbered field set in its message, so appending it to the
+# serialised rest gives exactly protobuf's own deterministic encoding.
+_VHOST_ROUTES = EmbeddedField.of(rc.VirtualHost, "routes")
+_CONFIG_VHOSTS = EmbeddedField.of(route_pb2.RouteConfiguration, "virtual_hosts")
+_LIST_ROUTES = EmbeddedField.of(rc.RouteList, "routes")
+
+
+@dataclass(slots=True)
+class ModelRoutes:
+    """One model's routes, serialised, and the clusters they send (or mirror) traffic to."""
+
+    routes: tuple[bytes, ...]
+    targets: frozenset[str]
+    _alone: dict[tuple[str, ...], bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, model: Model, unready_versions: frozenset[str]) -> ModelRoutes:
+        built = model_routes(model, unready_versions)
+        return cls(tuple(serialized(r) for r in built), frozenset(_targets(built)))
+
+    def in_virtual_host(self, name: str, domains: tuple[str, ...]) -> bytes:
+        """A virtual host of its own: the common case, so kept per domain list (they rarely change)."""
+        found = self._alone.get(domains)
+        if found is None:
+            header = serialized(rc.VirtualHost(name=name, domains=domains))
+            found = self._alone[domains] = header + b"".join(_VHOST_ROUTES.wrap(r) for r in self.routes)
+        return found
+
+    def in_route_list(self) -> bytes:
+        """The fields of a ``RouteList`` (for a shared virtual host's prefix matcher)."""
+        return b"".join(_LIST_ROUTES.wrap(r) for r in self.routes)
+
+
+RoutesOf = Callable[[Model, frozenset[str]], ModelRoutes]
+
+
+def route_configuration(
+    intent: RoutingIntent, unready: frozenset[str], routes_of: RoutesOf = ModelRoutes.of
+) -> tuple[bytes, frozenset[str]]:
+    """The serialised RouteConfiguration and every cluster its routes use.
+
+    ``routes_of`` builds one model's routes; the translator passes a memoised one.
+    """
+    models_by_name = {m.name: m for m in intent.models}
+    parts = [serialized(route_pb2.RouteConfiguration(name=ROUTE_CONFIG_NAME))]
+    targets: set[str] = set()
+
+    def routes(model: Model) -> ModelRoutes:
+        built = routes_of(model, unready_versions(model, unready))
+        targets.update(built.targets)
+        return built
+
+    for model_names, domains in virtual_host_groups(intent.models).items():
+        name = "+".join(model_names)
+        models = [models_by_name[model_name] for model_name in model_names]
+        if len(models) == 1:
+            vhost = routes(models[0]).in_virtual_host(name, tuple(domains))
+        else:
+            shared = rc.VirtualHost(name=name, domains=domains)
+            tree = shared.matcher.matcher_tree
+            tree.input.CopyFrom(PATH_INPUT)
+            for key, model, fallback in prefix_map_entries(models):
+                route_list = routes(model).in_route_list()
+                if fallback is not None:
+                    route_list += routes(fallback).in_route_list()
+                action = tree.prefix_match_map.map[key].action
+                action.name = model.name
+                action.typed_config.CopyFrom(any_pb2.Any(type_url=ROUTE_LIST_TYPE, value=route_list))
+            vhost = serialized(shared)
+        parts.append(_CONFIG_VHOSTS.wrap(vhost))
+    return b"".join(parts), frozenset(targets)
+
+
+def unready_versions(model: Model, unready: Container[str]) -> frozenset[str]:
+    """The versions of ``model`` whose clusters are in ``unready``."""
+    if not unready:
+        return frozenset()
+    return frozenset(v.name for v in model.versions if cluster_name(model.name, v.name) in unready)
+
+
+def _targets(routes: Iterable[rc.Route]) -> Iterable[str]:
+    for route in routes:
+        if route.HasField("route"):
+            action = route.route
+            if action.cluster:
+                yield action.cluster
+            yield from (c.name for c in action.weighted_clusters.clusters)
+            yield from (m.cluster for m in action.request_mirror_policies)
 
 
 def virtual_host_groups(models: Iterable[Model]) -> dict[tuple[str, ...], list[str]]:
@@ -123,22 +186,8 @@ def _enclosing(prefix: str, by_prefix: dict[str, Model]) -> Model | None:
     return by_prefix.get("/")
 
 
-def virtual_host_routes(vhost: rc.VirtualHost) -> Iterator[rc.Route]:
-    """Every route of a virtual host, whether listed in ``routes`` or in the matcher's route lists."""
-    yield from vhost.routes
-    for on_match in vhost.matcher.matcher_tree.prefix_match_map.map.values():
-        route_list = rc.RouteList()
-        if on_match.action.typed_config.Unpack(route_list):
-            yield from route_list.routes
-
-
-def _unready_of(model: Model, unready: Container[str]) -> frozenset[str]:
-    return frozenset(v.name for v in model.versions if cluster_name(model.name, v.name) in unready)
-
-
-@lru_cache(maxsize=65_536)
 def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Route, ...]:
-    """All routes of one model; memoised because an edit usually touches one model of many."""
+    """All routes of one model, as messages."""
     routes: list[rc.Route] = []
     pin = model.pinning
     if pin is not None and pin.header is not None:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from control_plane.plane import ServeOptions, build
-from control_plane.policy.loader import load_policies
+from control_plane.sources.files import load_policies
 from tests.support.procs import ControlPlane
 
 pytestmark = [pytest.mark.integration]

@@ -19,7 +19,7 @@ from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resource
 
 
 def static_bootstrap(resources: Resources) -> dict[str, Any]:
-    by_type = resources.by_type
+    by_type = resources.messages()
     routes = {name: to_plain(m) for name, m in by_type.get(ROUTE, {}).items()}
     assignments = {name: to_plain(m) for name, m in by_type.get(ENDPOINT, {}).items()}
     clusters = []

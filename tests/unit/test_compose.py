@@ -31,8 +31,8 @@ from control_plane.auth import load_tokens
 from control_plane.bootstrap import bootstrap_yaml
 from control_plane.envoy_binary import envoy_binary
 from control_plane.local import commands
-from control_plane.policy.loader import load_policies
 from control_plane.policy.schema import FleetVersionSpec
+from control_plane.sources.files import load_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -20,6 +20,7 @@ from control_plane.policy.loader import load_texts
 from control_plane.translate import translate
 from tests.support.envoy_check import envoy_rejects
 from tests.support.policy_strategies import dump, model_routes
+from tests.unit.test_translate_golden import CASES, DATA
 
 EXAMPLES = int(os.environ.get("SWITCHYARD_ENVOY_FUZZ_EXAMPLES", "30"))
 
@@ -34,13 +35,8 @@ def test_envoy_accepts_every_policy_set_that_validates(data: st.DataObject) -> N
     assert envoy_rejects(translate(intent)) is None
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["canary", "dns-endpoints", "multi-model", "shared-host"],
-)
+@pytest.mark.parametrize("case", CASES)
 def test_envoy_accepts_the_golden_inputs(case: str) -> None:
-    from tests.unit.test_translate_golden import DATA
-
     text = (DATA / "in" / f"{case}.yaml").read_text()
     assert envoy_rejects(translate(to_intent(load_texts({"p.yaml": text})))) is None
 

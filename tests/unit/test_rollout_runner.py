@@ -13,6 +13,7 @@ from control_plane.health import HealthProber
 from control_plane.history import History
 from control_plane.rollout.metrics import ClusterCounters, EnvoyStats, MetricsError, Reading
 from control_plane.rollout.runner import RolloutRunner
+from control_plane.sources.files import FileSource
 from control_plane.xds.cache import SnapshotCache
 
 POLICY = """\
@@ -61,8 +62,9 @@ def make(tmp_path: Path, clock: Clock, stats: FakeStats) -> RolloutRunner:
     if not (policies / "m.yaml").exists():
         (policies / "m.yaml").write_text(POLICY)
     state = tmp_path / "state"
-    controller = Controller([policies], SnapshotCache())
-    changes = PolicyChanges(controller, HealthProber(controller.set_unready), History(state / "history.jsonl"))
+    source = FileSource([policies])
+    controller = Controller(source, SnapshotCache())
+    changes = PolicyChanges(controller, HealthProber(controller.set_unready), History(state / "history.jsonl"), source)
     changes.reload()
     return RolloutRunner(changes, AuditLog(state / "audit.jsonl"), stats, state, clock=clock)
 

@@ -12,6 +12,7 @@ import pytest
 from control_plane.controller import Controller
 from control_plane.ir import RoutingIntent
 from control_plane.plane import ServeOptions, build
+from control_plane.sources.files import FileSource
 from control_plane.tasks import BackgroundTasks
 from control_plane.watcher import watch_policies
 from control_plane.xds.cache import SnapshotCache
@@ -113,7 +114,7 @@ def test_a_translation_failure_is_a_rejection_naming_the_model(tmp_path: Path, m
     import control_plane.controller as controller_module
 
     (tmp_path / "p.yaml").write_text(BASE)
-    controller = Controller([tmp_path], SnapshotCache())
+    controller = Controller(FileSource([tmp_path]), SnapshotCache())
     original = controller_module.translate
 
     def broken(intent: RoutingIntent, unready: frozenset[str] = frozenset()) -> object:
@@ -121,11 +122,8 @@ def test_a_translation_failure_is_a_rejection_naming_the_model(tmp_path: Path, m
             raise ValueError("Value out of range: 4294967296")
         return original(intent, unready)
 
-    def serialize(*_: object) -> object:
-        raise ValueError("Value out of range: 4294967296")
-
     monkeypatch.setattr(controller_module, "translate", broken)
-    monkeypatch.setattr(controller_module, "serialize", serialize)
+    monkeypatch.setattr(controller.translator, "translate", broken)
     outcome = controller.reload()
     assert not outcome.accepted
     assert outcome.errors == [
@@ -141,14 +139,14 @@ def test_an_unexpected_error_anywhere_is_still_only_a_rejection(
     import control_plane.controller as controller_module
 
     (tmp_path / "p.yaml").write_text(BASE)
-    controller = Controller([tmp_path], SnapshotCache())
+    controller = Controller(FileSource([tmp_path]), SnapshotCache())
     assert controller.reload().accepted
     served = controller.intent
 
     def explode(*_: object, **__: object) -> object:
         raise KeyError("surprise")
 
-    monkeypatch.setattr(controller_module, "load_policies", explode)
+    monkeypatch.setattr(controller_module, "load_texts", explode)
     outcome = controller.reload()
     assert not outcome.accepted and "internal error while reading: KeyError: 'surprise'" in outcome.errors[0]
     monkeypatch.undo()
@@ -161,7 +159,7 @@ def test_an_unexpected_error_anywhere_is_still_only_a_rejection(
 def test_a_nack_rolls_the_controller_back_to_what_envoy_runs(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(BASE)
     cache = SnapshotCache()
-    controller = Controller([tmp_path], cache)
+    controller = Controller(FileSource([tmp_path]), cache)
     reverted: list[RoutingIntent | None] = []
     controller.on_reverted = reverted.append
     assert controller.reload().accepted
