@@ -60,16 +60,24 @@ class Stack:
         tmp.replace(self.policy_file)
 
     def apply(self, text: str) -> dict[str, Any]:
-        """Write a policy and wait until Envoy has ACKed the snapshot it produces."""
-        before = self.control_plane.status()["snapshot_version"]
+        """Write a policy and wait until Envoy runs a snapshot that includes it.
+
+        Readiness publishes snapshots too: the upstreams an edit replaces turn
+        unready just before it (see ``retarget``), so the first new version after
+        the write may be a readiness change that the edit then supersedes. Waiting
+        for that version made Envoy look stuck ("never reports synced") while it had
+        in fact moved on to the current one. So: wait for the control plane to accept
+        the file, then for Envoy to run whatever is current.
+        """
+        written_at = time.time()
         self.write(text)
 
-        def changed() -> str | None:
-            version = self.control_plane.status()["snapshot_version"]
-            return version if version != before else None
+        def accepted() -> bool:
+            reloads = self.control_plane.status()["policy"]["reloads"]
+            return any(r["accepted"] and r["at"] >= written_at for r in reloads)
 
-        version = wait_for(changed, what="the control plane to accept the edit")
-        return self.wait_synced(version)
+        wait_for(accepted, what="the control plane to accept the edit")
+        return self.wait_synced()
 
     def wait_synced(self, version: str | None = None) -> dict[str, Any]:
         def synced() -> dict[str, Any] | None:
