@@ -121,11 +121,9 @@ def settle(stream: Any, envoy: ScriptedEnvoy, rounds: int = 50) -> None:
     raise AssertionError("the stream never stopped sending")
 
 
-Step = tuple[str, int]  # ("edit", ports index) or ("ready", unready index), then how many pumps Envoy answers
-
-
 @st.composite
 def sequences(d: st.DrawFn) -> list[tuple[str, int, int]]:
+    """Steps: an edit (which ports) or a readiness change (which unready set), then how many rounds Envoy answers."""
     return d(
         st.lists(
             st.tuples(st.sampled_from(["edit", "ready"]), st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=8
