@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO))
 
-from control_plane.bootstrap import bootstrap_yaml  # noqa: E402
-from control_plane.envoy_binary import envoy_binary  # noqa: E402
+from control_plane.xds.bootstrap import bootstrap_yaml  # noqa: E402
+from control_plane.xds.envoy_binary import envoy_binary  # noqa: E402
 from tests.support.procs import Process, free_port  # noqa: E402
 
 T = TypeVar("T")

@@ -234,7 +234,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = args.store
         if store is None:
-            from model_services.train import build_store
+            from model_services.store.train import build_store
 
             store = Path(tmp) / "store"
             build_store(store, only=["sentiment-v3"])

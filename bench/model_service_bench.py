@@ -39,9 +39,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model_services import dataset  # noqa: E402
-from model_services.handler import load_model  # noqa: E402
-from model_services.train import build_store  # noqa: E402
+from model_services.serving.handler import load_model  # noqa: E402
+from model_services.store import dataset  # noqa: E402
+from model_services.store.train import build_store  # noqa: E402
 
 VERSIONS = ("sentiment-v3", "sentiment-v4")
 CONCURRENCY = (1, 8, 32, 64)

@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds, duration = (2, 5.0) if args.quick else (4, 12.0)
 
-    from model_services.train import build_store
+    from model_services.store.train import build_store
 
     with tempfile.TemporaryDirectory(prefix="shadow-bench-") as tmp:
         work = Path(tmp)

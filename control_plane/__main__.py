@@ -1,5 +1,5 @@
 import sys
 
-from control_plane.cli import main
+from control_plane.cli.main import main
 
 sys.exit(main())

@@ -13,20 +13,20 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from control_plane.admin.app import create_app
+from control_plane.admin.auth import Authenticator, load_tokens
 from control_plane.admin.context import AdminContext
 from control_plane.admin.metrics import Metrics
-from control_plane.audit import AuditLog
-from control_plane.auth import Authenticator, load_tokens
-from control_plane.changes import PolicyChanges
-from control_plane.controller import Controller
-from control_plane.health import HealthProber
-from control_plane.history import History, default_state_dir
+from control_plane.engine.controller import Controller
+from control_plane.engine.health import HealthProber
+from control_plane.engine.tasks import BackgroundTasks
+from control_plane.operations.audit import AuditLog
+from control_plane.operations.changes import PolicyChanges
+from control_plane.operations.history import History, default_state_dir
 from control_plane.policy.compile import LocalOverrides
 from control_plane.rollout.metrics import EnvoyStats, envoy_admin_urls
 from control_plane.rollout.runner import RolloutRunner
 from control_plane.shadow.collector import ShadowCollector
 from control_plane.sources.files import FileSource
-from control_plane.tasks import BackgroundTasks
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
 

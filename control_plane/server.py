@@ -16,12 +16,12 @@ import uvicorn
 import yaml
 
 from control_plane import ir
-from control_plane.auth import TokenFileError, check_exposure
+from control_plane.admin.auth import TokenFileError, check_exposure
+from control_plane.engine.watcher import watch_policies
 from control_plane.plane import ServeOptions, build
 from control_plane.policy.compile import LocalOverrides
 from control_plane.policy.endpoints import parse_endpoint
-from control_plane.store import remove_stale_temp_files
-from control_plane.watcher import watch_policies
+from control_plane.sources.splice import remove_stale_temp_files
 from control_plane.xds import server as ads
 
 log = logging.getLogger(__name__)

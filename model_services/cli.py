@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _build(args: argparse.Namespace) -> int:
-    from model_services.train import build_store
+    from model_services.store.train import build_store
 
     results = build_store(args.out, only=args.only or None, seed=args.seed, if_missing=args.if_missing)
     print("| version | dir | train | held-out | held-out accuracy | seconds |")
@@ -26,8 +26,8 @@ def _build(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from model_services.config import ServeConfig
     from model_services.jobs.settings import JobSettings
-    from model_services.manifest import ManifestError
     from model_services.server import run
+    from model_services.store.manifest import ManifestError
 
     try:
         config = ServeConfig(
@@ -83,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _package(args: argparse.Namespace) -> int:
-    from model_services.package import package_model
+    from model_services.store.package import package_model
 
     out = package_model(
         store=args.store,

@@ -13,7 +13,7 @@ class ServeConfig:
     model_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    # Dynamic batching (see batcher.py). max_batch_size=1 turns batching off.
+    # Dynamic batching (see serving/batcher.py). max_batch_size=1 turns batching off.
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
     max_queue_size: int = 1024
@@ -25,7 +25,7 @@ class ServeConfig:
     max_batch_texts: int = 256
     device: str = "auto"
     # Where the model runs: "process" (a child process with its own GIL, see
-    # worker.py) or "thread" (a thread of the HTTP process).
+    # serving/worker.py) or "thread" (a thread of the HTTP process).
     worker: str = "process"
     # torch intra-op threads; None keeps torch's default (one per core).
     num_threads: int | None = None
@@ -55,7 +55,7 @@ class ServeConfig:
     report_url: str | None = None
     report_inputs: bool = True  # send mirrored requests' inputs for disagreement samples
     # How the routes in front pin a version (the policy's spec.pinning): a request
-    # field or header one typo away from these gets a Warning (near_miss.py).
+    # field or header one typo away from these gets a Warning (api/near_miss.py).
     pin_header: str = "x-model-version"
     pin_body_field: str = "model_version"
     warmup: bool = True

@@ -19,9 +19,9 @@ from types import FrameType
 
 import uvicorn
 
-from model_services.api import create_app
+from model_services.api.app import create_app
 from model_services.config import ServeConfig
-from model_services.service import ModelService, State
+from model_services.serving.service import ModelService, State
 
 log = logging.getLogger("model_services")
 

@@ -11,15 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from control_plane.admin.auth import Authenticator, Identity
 from control_plane.admin.metrics import Metrics
-from control_plane.audit import AuditLog
-from control_plane.auth import Authenticator, Identity
-from control_plane.changes import PolicyChanges
-from control_plane.controller import Controller
-from control_plane.health import HealthProber
+from control_plane.engine.controller import Controller
+from control_plane.engine.health import HealthProber
+from control_plane.engine.tasks import BackgroundTasks
+from control_plane.operations.audit import AuditLog
+from control_plane.operations.changes import PolicyChanges
 from control_plane.rollout.runner import RolloutRunner
 from control_plane.shadow.collector import ShadowCollector
-from control_plane.tasks import BackgroundTasks
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
 

@@ -20,9 +20,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from control_plane.admin.auth import Identity
 from control_plane.admin.context import mutation_of
-from control_plane.auth import Identity
-from control_plane.changes import ChangeError, Conflict, Invalid, NotFound, Stale
+from control_plane.operations.changes import ChangeError, Conflict, Invalid, NotFound, Stale
 
 log = logging.getLogger(__name__)
 

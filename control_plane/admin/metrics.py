@@ -14,8 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from control_plane.translate import short_type
 from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.nodes import NodeEvents, NodeRegistry, NodeStatus, short_type
+from control_plane.xds.nodes import NodeEvents, NodeRegistry, NodeStatus
 
 router = APIRouter(tags=["metrics"])
 

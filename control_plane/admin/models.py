@@ -14,11 +14,11 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from control_plane import ir
+from control_plane.admin.auth import Identity
 from control_plane.admin.context import Action, AdminContext, Context, Operator, Reader, mutation
 from control_plane.admin.status import model_view, policy_state
-from control_plane.audit import Outcome, audited
-from control_plane.auth import Identity
-from control_plane.changes import Change, ChangeError, combined_etag, etag_of, find_model, no_such_model
+from control_plane.operations.audit import Outcome, audited
+from control_plane.operations.changes import Change, ChangeError, combined_etag, etag_of, find_model, no_such_model
 from control_plane.policy.loader import Located
 from control_plane.policy.schema import ModelRoute, Percent
 

@@ -12,8 +12,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 
 from control_plane.admin.context import Action, Context, Operator, Reader, mutation
-from control_plane.audit import audited
-from control_plane.changes import strong_etag
+from control_plane.operations.audit import audited
+from control_plane.operations.changes import strong_etag
 from control_plane.rollout.runner import Transition
 
 router = APIRouter(prefix="/v1/models", tags=["rollouts"])

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from control_plane.admin.context import Context, Operator, Reader
-from control_plane.changes import no_such_model
+from control_plane.operations.changes import no_such_model
 from control_plane.shadow.records import ReportBatch
 
 router = APIRouter(tags=["shadow"])

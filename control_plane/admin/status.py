@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 
 from control_plane.admin.context import Context, identity
-from control_plane.controller import Controller
-from control_plane.health import HealthProber
+from control_plane.engine.controller import Controller
+from control_plane.engine.health import HealthProber
 from control_plane.ir import Model
 from control_plane.translate.names import cluster_name
 from control_plane.translate.weights import effective_weights

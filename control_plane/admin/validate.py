@@ -23,17 +23,26 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from control_plane.admin.context import AdminContext, Context, Reader
 from control_plane.admin.errors import ErrorBody, http_status
 from control_plane.admin.models import VersionName, Weight
-from control_plane.changes import ChangeError, Conflict, Invalid, Planner, mirror, promote_to, shift_to, unmirror
-from control_plane.controller import translation_errors
+from control_plane.engine.controller import translation_errors
 from control_plane.ir import RoutingIntent
+from control_plane.operations.changes import (
+    ChangeError,
+    Conflict,
+    Invalid,
+    Planner,
+    mirror,
+    promote_to,
+    shift_to,
+    unmirror,
+)
 from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import PolicySet, load_texts
 from control_plane.policy.removals import removal_errors
 from control_plane.policy.schema import Percent
 from control_plane.policy.yaml_source import MAX_FILE_BYTES
-from control_plane.render import resources_by_type
 from control_plane.translate import translate
+from control_plane.translate.render import resources_by_type
 
 router = APIRouter(tags=["validate"])
 

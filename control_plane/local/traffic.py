@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from control_plane.cli_common import add_command
+from control_plane.cli.common import add_command
 
 TEXTS = (
     "This product is terrible",

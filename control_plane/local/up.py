@@ -18,14 +18,14 @@ from typing import Any
 import httpx
 import yaml
 
-from control_plane.bootstrap import bootstrap_yaml
-from control_plane.cli_common import add_command, relative_to_cwd
-from control_plane.envoy_binary import envoy_binary
+from control_plane.cli.common import add_command, relative_to_cwd
 from control_plane.local import commands
 from control_plane.local.supervisor import Managed, Supervisor
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import PolicySet
 from control_plane.sources.files import load_policies
+from control_plane.xds.bootstrap import bootstrap_yaml
+from control_plane.xds.envoy_binary import envoy_binary
 
 READY_TIMEOUT_S = 600.0  # first start trains nothing, but loads MiniLM in several processes on 2 cores
 

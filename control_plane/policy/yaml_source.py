@@ -3,7 +3,7 @@
 PyYAML's libyaml composer is used (not ruamel) because validation runs on every
 edit and at 10,000 models ruamel's pure-Python parser takes seconds; we only
 need the node tree and its line marks here. Write-back, where comments must
-survive, is a separate concern (``control_plane.store``).
+survive, is a separate concern (``control_plane.sources.splice``).
 """
 
 from __future__ import annotations

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from control_plane import ir
-from control_plane.audit import AuditLog, Outcome, audited
-from control_plane.changes import ChangeError, Conflict, NotFound, Planner, PolicyChanges, no_such_model
-from control_plane.history import RoutingState
+from control_plane.operations.audit import AuditLog, Outcome, audited
+from control_plane.operations.changes import ChangeError, Conflict, NotFound, Planner, PolicyChanges, no_such_model
+from control_plane.operations.history import RoutingState
 from control_plane.rollout import machine
 from control_plane.rollout.machine import Phase, Plan, Rollout, TransitionError
 from control_plane.rollout.metrics import EnvoyStats, MetricsError, Reading, Window, window
-from control_plane.store import write_atomic
+from control_plane.sources.splice import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ class WriteBack(Protocol):
     ) -> str:
         """``text`` (what ``origin`` holds now) with the model's split and mirrors set; nothing is written.
 
-        Raises ``control_plane.store.StoreError`` when the text cannot be edited.
+        Raises ``control_plane.sources.splice.StoreError`` when the text cannot be edited.
         """
         ...
 

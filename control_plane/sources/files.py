@@ -9,7 +9,7 @@ from pathlib import Path
 from control_plane.policy.errors import PolicyError, PolicyErrors
 from control_plane.policy.loader import PolicySet, load_texts
 from control_plane.sources import Shadow
-from control_plane.store import edit_routing, write_atomic
+from control_plane.sources.splice import edit_routing, write_atomic
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 

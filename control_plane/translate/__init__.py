@@ -11,6 +11,7 @@ from control_plane.translate.resources import (
     ROUTE,
     TYPE_ORDER,
     Resources,
+    short_type,
 )
 from control_plane.translate.translator import Translator, translate
 
@@ -24,5 +25,6 @@ __all__ = [
     "Resources",
     "Translator",
     "cluster_name",
+    "short_type",
     "translate",
 ]

@@ -16,6 +16,13 @@ LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 # Make-before-break: clusters, then their endpoints, then listeners, then routes.
 TYPE_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+
+
+def short_type(type_url: str) -> str:
+    """``Cluster`` for the Cluster type URL: how people (metrics, messages) name a type."""
+    return type_url.rsplit(".", 1)[-1]
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     CLUSTER: cluster_pb2.Cluster,
     ENDPOINT: endpoint_pb2.ClusterLoadAssignment,

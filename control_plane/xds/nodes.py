@@ -6,11 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.translate import TYPE_ORDER
-
-
-def short_type(type_url: str) -> str:
-    return type_url.rsplit(".", 1)[-1]
+from control_plane.translate import TYPE_ORDER, short_type
 
 
 @dataclass(slots=True)

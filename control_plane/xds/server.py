@@ -29,10 +29,10 @@ import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 
-from control_plane.bootstrap import ADMIN_URL_KEY
-from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER
+from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORDER, short_type
+from control_plane.xds.bootstrap import ADMIN_URL_KEY
 from control_plane.xds.cache import SnapshotCache
-from control_plane.xds.nodes import Nack, NodeRegistry, NodeStatus, short_type
+from control_plane.xds.nodes import Nack, NodeRegistry, NodeStatus
 from control_plane.xds.snapshot import Entry, Snapshot, version_of
 
 log = logging.getLogger(__name__)

@@ -16,12 +16,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from redis.exceptions import RedisError
 
-from model_services.api import ApiError, _check_texts, _check_version, _service
+from model_services.api.checks import check_texts, check_version
+from model_services.api.errors import ApiError
+from model_services.api.near_miss import warning_header
+from model_services.api.request_state import service_of
 from model_services.jobs.callbacks import CallbackPolicy, CallbackRefused
 from model_services.jobs.store import fingerprint
 from model_services.jobs.system import JobSystem
 from model_services.jobs.views import job_view
-from model_services.near_miss import warning_header
 
 
 class JobRequest(BaseModel):
@@ -37,13 +39,8 @@ router = APIRouter()
 
 
 def _jobs(request: Request) -> JobSystem:
-    jobs: JobSystem | None = getattr(request.app.state, "jobs", None)
-    if jobs is None:
-        raise ApiError(
-            503,
-            "jobs_disabled",
-            "async jobs are not enabled on this service; start it with --redis-url to enable /v1/jobs",
-        )
+    # Mounted only beside a JobSystem (see create_app).
+    jobs: JobSystem = request.app.state.jobs
     return jobs
 
 
@@ -74,10 +71,10 @@ def _idempotency_key(request: Request) -> str | None:
 
 @router.post("/v1/jobs", status_code=202)
 async def submit_job(body: JobRequest, request: Request) -> JSONResponse:
-    service = _service(request)
+    service = service_of(request)
     jobs = _jobs(request)
-    _check_version(service, body.model_version)
-    _check_texts(service, [body.text], field="text")
+    check_version(service, body.model_version)
+    check_texts(service, [body.text], field="text")
     await _check_callback(jobs.policy, body.callback_url)
     key = _idempotency_key(request)
     print_ = fingerprint(body.text, body.callback_url, body.model_version)

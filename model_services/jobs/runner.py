@@ -40,10 +40,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from model_services.batcher import BatcherClosed, BatcherError, Priority
 from model_services.jobs.metrics import JobMetrics
 from model_services.jobs.store import JobStore, Started, through_outage
-from model_services.service import ModelService, NotReady, State
+from model_services.serving.batcher import BatcherClosed, BatcherError, Priority
+from model_services.serving.service import ModelService, NotReady, State
 
 log = logging.getLogger("model_services.jobs")
 

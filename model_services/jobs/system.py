@@ -19,7 +19,7 @@ from model_services.jobs.outbox import Outbox
 from model_services.jobs.runner import JobRunner
 from model_services.jobs.settings import JobSettings
 from model_services.jobs.store import JobStore
-from model_services.service import ModelService
+from model_services.serving.service import ModelService
 
 log = logging.getLogger("model_services.jobs")
 

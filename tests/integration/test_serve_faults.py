@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from control_plane.audit import AuditLog
+from control_plane.operations.audit import AuditLog
 from tests.support.procs import ControlPlane, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -13,9 +13,9 @@ import subprocess
 import tempfile
 from typing import Any
 
-from control_plane.envoy_binary import envoy_binary
-from control_plane.render import to_plain
 from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resources
+from control_plane.translate.render import to_plain
+from control_plane.xds.envoy_binary import envoy_binary
 
 
 def static_bootstrap(resources: Resources) -> dict[str, Any]:

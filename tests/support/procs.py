@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from control_plane.bootstrap import bootstrap_yaml
-from control_plane.envoy_binary import envoy_binary
+from control_plane.xds.bootstrap import bootstrap_yaml
+from control_plane.xds.envoy_binary import envoy_binary
 
 T = TypeVar("T")
 

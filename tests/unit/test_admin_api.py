@@ -15,9 +15,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from control_plane.audit import AuditLog
-from control_plane.auth import Authenticator, Token
-from control_plane.changes import PolicyChanges
+from control_plane.admin.auth import Authenticator, Token
+from control_plane.operations.audit import AuditLog
+from control_plane.operations.changes import PolicyChanges
 from control_plane.plane import ServeOptions
 from control_plane.plane import build as build_plane
 from control_plane.xds.cache import SnapshotCache

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from control_plane import cli
-from control_plane.auth import Authenticator, Token, TokenFileError, check_exposure, load_tokens
-from control_plane.cli_admin import table
+from control_plane.admin.auth import Authenticator, Token, TokenFileError, check_exposure, load_tokens
+from control_plane.cli import main as cli
+from control_plane.cli.admin import table
 
 
 def test_table_aligns_columns() -> None:
@@ -49,7 +49,7 @@ def fake_server(monkeypatch: pytest.MonkeyPatch, seen: list[httpx.Request], stat
     def client(**kwargs: Any) -> httpx.Client:
         return real(transport=httpx.MockTransport(handler), **kwargs)
 
-    monkeypatch.setattr("control_plane.client.httpx.Client", client)
+    monkeypatch.setattr("control_plane.cli.client.httpx.Client", client)
 
 
 def test_shift_sends_if_match_and_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

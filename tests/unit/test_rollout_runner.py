@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.audit import AuditLog
-from control_plane.changes import Conflict, NotFound, PolicyChanges
-from control_plane.controller import Controller
-from control_plane.health import HealthProber
-from control_plane.history import History
+from control_plane.engine.controller import Controller
+from control_plane.engine.health import HealthProber
+from control_plane.operations.audit import AuditLog
+from control_plane.operations.changes import Conflict, NotFound, PolicyChanges
+from control_plane.operations.history import History
 from control_plane.rollout.metrics import ClusterCounters, EnvoyStats, MetricsError, Reading
 from control_plane.rollout.runner import RolloutRunner
 from control_plane.sources.files import FileSource

@@ -14,7 +14,7 @@ from control_plane.policy.compile import to_intent
 from control_plane.policy.loader import load_texts
 from control_plane.shadow.collector import ShadowCollector, percentile
 from control_plane.shadow.records import AnswerRecord
-from model_services.shadow_report import ShadowReporter
+from model_services.api.shadow_report import ShadowReporter
 
 POLICY = """\
 apiVersion: switchyard/v1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.policy.loader import load_texts
-from control_plane.store import StoreError, edit_routing, write_atomic
+from control_plane.sources.splice import StoreError, edit_routing, write_atomic
 
 COMMENTED = """\
 # Production routing for sentiment.   Owner: ml-platform

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import load_texts
-from control_plane.store import edit_routing
+from control_plane.sources.splice import edit_routing
 from tests.support.policy_strategies import model_routes, splits
 
 # ruamel's round trip takes ~0.25 s per example: fewer than the parser fuzzers.

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from control_plane.controller import Controller
+from control_plane.engine.controller import Controller
+from control_plane.engine.tasks import BackgroundTasks
+from control_plane.engine.watcher import watch_policies
 from control_plane.ir import RoutingIntent
 from control_plane.plane import ServeOptions, build
 from control_plane.sources.files import FileSource
-from control_plane.tasks import BackgroundTasks
-from control_plane.watcher import watch_policies
 from control_plane.xds.cache import SnapshotCache
 from tests.unit.test_policy_validation import BASE
 
@@ -111,7 +111,7 @@ async def test_the_watcher_survives_a_failing_reload_and_a_vanished_directory(tm
 
 
 def test_a_translation_failure_is_a_rejection_naming_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import control_plane.controller as controller_module
+    import control_plane.engine.controller as controller_module
 
     (tmp_path / "p.yaml").write_text(BASE)
     controller = Controller(FileSource([tmp_path]), SnapshotCache())
@@ -136,7 +136,7 @@ def test_a_translation_failure_is_a_rejection_naming_the_model(tmp_path: Path, m
 def test_an_unexpected_error_anywhere_is_still_only_a_rejection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import control_plane.controller as controller_module
+    import control_plane.engine.controller as controller_module
 
     (tmp_path / "p.yaml").write_text(BASE)
     controller = Controller(FileSource([tmp_path]), SnapshotCache())

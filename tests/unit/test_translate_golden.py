@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from control_plane.controller import Controller
-from control_plane.render import to_plain
+from control_plane.engine.controller import Controller
 from control_plane.sources.files import FileSource
 from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from control_plane.translate.render import to_plain
 from control_plane.translate.resources import decode
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.snapshot import Snapshot

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from control_plane.cli import main as switchyard
+from control_plane.cli.main import main as switchyard
 from model_services.jobs.webhooks import verify
 from tests.integration.jobs.helpers import (
     ALLOW_LOOPBACK,
@@ -21,6 +21,7 @@ from tests.integration.jobs.helpers import (
     poll,
     wait_job,
 )
+from tests.support.dockerfiles import run_in_control_plane_image
 
 pytestmark = pytest.mark.integration
 
@@ -138,7 +139,9 @@ def test_poison_job_is_dead_lettered_then_requeued(stack: tuple[RedisServer, Ser
         assert r.hget("switchyard:jobstats:sentiment:sentiment-v3", "dead_lettered") == "1"
 
 
-def test_metrics_and_cli_show_the_queue(stack: tuple[RedisServer, Service], capsys: pytest.CaptureFixture[str]) -> None:
+def test_metrics_and_cli_show_the_queue(
+    stack: tuple[RedisServer, Service], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     server, service = stack
     text = httpx.get(service.url + "/metrics").text
     for name in (
@@ -154,3 +157,8 @@ def test_metrics_and_cli_show_the_queue(stack: tuple[RedisServer, Service], caps
     (row,) = [r for r in rows if r["version"] == "sentiment-v3"]
     assert row["model"] == "sentiment" and row["depth"] == 0 and row["completed"] >= 4
     assert row["dead_lettered"] == 1 and row["mean_processing_ms"] > 0
+    # The same command from the control-plane image's files alone (no torch, no serving code).
+    code = "import runpy; sys.argv[0] = 'switchyard'; runpy.run_module('control_plane', run_name='__main__')"
+    result = run_in_control_plane_image(tmp_path, code, "jobs", "--redis-url", server.url, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == rows

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from model_services.api import create_app
+from model_services.api.app import create_app
 from model_services.config import ServeConfig
-from model_services.handler import LoadedModel, Probabilities
-from model_services.manifest import Manifest, hash_files, write_manifest
-from model_services.service import ModelService
+from model_services.serving.handler import LoadedModel, Probabilities
+from model_services.serving.service import ModelService
+from model_services.store.manifest import Manifest, hash_files, write_manifest
 
 LABELS = ("negative", "positive")
 
@@ -90,7 +90,7 @@ def make_harness(tmp_path: Path) -> Callable[..., object]:
             load_gate.set()
 
         def loader(path: Path, device: torch.device) -> LoadedModel:
-            from model_services.manifest import read_manifest
+            from model_services.store.manifest import read_manifest
 
             assert load_gate.wait(20), "test forgot to release the load"
             return LoadedModel(read_manifest(path), handler, device, 0.01)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from model_services.batcher import BatcherClosed, DeadlineExceeded, DynamicBatcher, QueueFull
+from model_services.serving.batcher import BatcherClosed, DeadlineExceeded, DynamicBatcher, QueueFull
 
 pytestmark = pytest.mark.timeout(30)
 FAR = 3600.0  # a deadline that never passes in a test

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from model_services.batcher import DynamicBatcher, Priority, QueueFull
+from model_services.serving.batcher import DynamicBatcher, Priority, QueueFull
 
 pytestmark = pytest.mark.timeout(30)
 FAR = 3600.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_services.manifest import read_manifest
-from model_services.train import build_store
+from model_services.store.manifest import read_manifest
+from model_services.store.train import build_store
 
 
 def test_if_missing_skips_verified_versions_and_rebuilds_broken_ones(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from model_services import dataset
+from model_services.store import dataset
 
 
 def test_shipped_file_is_reproducible() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model_services.manifest import (
+from model_services.store.manifest import (
     MANIFEST_FILE,
     Manifest,
     ManifestError,

@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
-from model_services.handler import TextClassifierHandler, load_model
-from model_services.models.bag import BagClassifier
-from model_services.models.minilm import MiniLMClassifier
-from model_services.package import ModuleFormat, package_model
-from model_services.train import build_store
+from model_services.serving.handler import TextClassifierHandler, load_model
+from model_services.store.models.bag import BagClassifier
+from model_services.store.models.minilm import MiniLMClassifier
+from model_services.store.package import ModuleFormat, package_model
+from model_services.store.train import build_store
 
 pytestmark = pytest.mark.timeout(120)
 

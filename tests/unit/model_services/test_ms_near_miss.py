@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model_services.near_miss import MAX_DISTANCE, closest, distance
+from model_services.api.near_miss import MAX_DISTANCE, closest, distance
 
 Make = Callable[..., Any]
 words = st.text(alphabet="abcdefx_-", max_size=12)

@@ -33,9 +33,9 @@ import numpy.typing as npt
 import torch
 from tokenizers import Tokenizer
 
-from model_services.manifest import Manifest, read_manifest
-from model_services.models.bag import BagClassifier
-from model_services.models.minilm import MiniLMClassifier
+from model_services.store.manifest import Manifest, read_manifest
+from model_services.store.models.bag import BagClassifier
+from model_services.store.models.minilm import MiniLMClassifier
 
 Probabilities = npt.NDArray[np.float32]
 

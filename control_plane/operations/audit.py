@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from control_plane.changes import ChangeError
+from control_plane.operations.changes import ChangeError
 
 T = TypeVar("T")
 

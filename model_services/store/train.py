@@ -23,10 +23,17 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from torch import nn
 
-from model_services import dataset
-from model_services.manifest import Manifest, ManifestError, hash_files, read_manifest, version_dir, write_manifest
-from model_services.models.bag import BagClassifier
-from model_services.models.minilm import MINILM_CONFIG, MiniLMClassifier, make_head
+from model_services.store import dataset
+from model_services.store.manifest import (
+    Manifest,
+    ManifestError,
+    hash_files,
+    read_manifest,
+    version_dir,
+    write_manifest,
+)
+from model_services.store.models.bag import BagClassifier
+from model_services.store.models.minilm import MINILM_CONFIG, MiniLMClassifier, make_head
 
 MODEL_NAME = "sentiment"
 VERSIONS = ("sentiment-v3", "sentiment-v4")

@@ -2,7 +2,7 @@
 
 A change never touches Envoy resources. It is planned against the policy files
 as they are on disk, validated as a whole policy set with the edited text in
-place, written back (``control_plane.store``), and then published by the same
+place, written back (``control_plane.sources.splice``), and then published by the same
 reload a hand edit goes through: source -> validate -> IR -> translate ->
 snapshot -> push. The file watcher sees our write too; its reload finds the
 same content, builds the same snapshot, and ``cache.set`` ignores it.
@@ -23,15 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane import ir
-from control_plane.controller import Controller, ReloadOutcome
-from control_plane.health import HealthProber
-from control_plane.history import History, HistoryEntry, RoutingState
+from control_plane.engine.controller import Controller, ReloadOutcome
+from control_plane.engine.health import HealthProber
+from control_plane.operations.history import History, HistoryEntry, RoutingState
 from control_plane.policy.compile import to_model
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import Located, PolicySet, load_texts
 from control_plane.policy.schema import ModelRoute
 from control_plane.sources import WriteBack
-from control_plane.store import StoreError
+from control_plane.sources.splice import StoreError
 
 Planner = Callable[[RoutingState, ir.Model], RoutingState]
 

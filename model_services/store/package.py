@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from model_services.manifest import Manifest, hash_files, version_dir, write_manifest
+from model_services.store.manifest import Manifest, hash_files, version_dir, write_manifest
 
 ModuleFormat = Literal["torchscript", "torch-export"]
 

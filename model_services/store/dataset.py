@@ -2,7 +2,7 @@
 
 The reviews are generated from templates with a fixed seed, so the file that
 ships in ``model_services/data/sentiment.jsonl`` can be rebuilt byte for byte
-(``python -m model_services.dataset``) and no download is ever needed. The
+(``python -m model_services.store.dataset``) and no download is ever needed. The
 templates deliberately include negations and contrasts ("not bad at all",
 "looks nice but broke in a week") that a bag of words cannot read, so the
 two example versions genuinely disagree on some inputs.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LABELS: tuple[str, ...] = ("negative", "positive")
-DATASET_PATH = Path(__file__).resolve().parent / "data" / "sentiment.jsonl"
+DATASET_PATH = Path(__file__).resolve().parents[1] / "data" / "sentiment.jsonl"
 DEFAULT_SEED = 20240611
 DEFAULT_SIZE = 1600
 

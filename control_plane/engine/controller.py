@@ -24,9 +24,8 @@ from control_plane.policy.removals import removal_errors
 from control_plane.policy.schema import ModelRoute
 from control_plane.policy.yaml_source import paused_gc
 from control_plane.sources import PolicySource
-from control_plane.translate import Translator, translate
+from control_plane.translate import Translator, short_type, translate
 from control_plane.xds.cache import Rejection, SnapshotCache
-from control_plane.xds.nodes import short_type
 from control_plane.xds.snapshot import InconsistentSnapshot, Snapshot
 
 log = logging.getLogger(__name__)

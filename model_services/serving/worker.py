@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from model_services.handler import LoadedModel, Probabilities, load_model
-from model_services.manifest import read_manifest
+from model_services.serving.handler import LoadedModel, Probabilities, load_model
+from model_services.store.manifest import read_manifest
 
 
 class WorkerError(RuntimeError):

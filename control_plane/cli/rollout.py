@@ -6,9 +6,9 @@ import argparse
 import time
 from typing import Any
 
-from control_plane.cli_admin import table
-from control_plane.cli_common import add_command, admin_options, run_admin
-from control_plane.client import AdminClient
+from control_plane.cli.admin import table
+from control_plane.cli.client import AdminClient
+from control_plane.cli.common import add_command, admin_options, run_admin
 
 VERBS = ("start", "pause", "resume", "abort", "promote")
 

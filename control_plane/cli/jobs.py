@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from control_plane.cli_common import add_command, emit, output_of, output_options
+from control_plane.cli.common import add_command, emit, output_of, output_options
 
 COLUMNS = (
     ("model", "model"),

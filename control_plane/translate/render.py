@@ -9,8 +9,7 @@ from google.protobuf import descriptor_pool, json_format
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
-from control_plane.translate import TYPE_ORDER, Resources
-from control_plane.xds.nodes import short_type
+from control_plane.translate.resources import TYPE_ORDER, Resources, short_type
 
 
 def to_plain(message: Message) -> dict[str, Any]:

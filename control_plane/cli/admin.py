@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from control_plane.cli_common import Handler, Show, add_command, admin_options, relative_to_cwd, run_admin
-from control_plane.client import AdminClient, AdminError
+from control_plane.cli.client import AdminClient, AdminError
+from control_plane.cli.common import Handler, Show, add_command, admin_options, relative_to_cwd, run_admin
 
 # Where the API's field names meet the arguments users type.
 _CHANGE_FLAGS = {

@@ -29,17 +29,17 @@ from pathlib import Path
 
 import yaml
 
-from control_plane import cli_admin, cli_jobs, cli_rollout
-from control_plane.bootstrap import bootstrap_yaml
-from control_plane.cli_common import add_command
-from control_plane.controller import translation_errors
+from control_plane.cli import admin, jobs, rollout
+from control_plane.cli.common import add_command
+from control_plane.engine.controller import translation_errors
 from control_plane.local import traffic as local_traffic
 from control_plane.local import up as local_up
 from control_plane.policy.compile import to_intent
 from control_plane.policy.errors import PolicyErrors
-from control_plane.render import resources_by_type
 from control_plane.sources.files import load_policies
 from control_plane.translate import translate
+from control_plane.translate.render import resources_by_type
+from control_plane.xds.bootstrap import bootstrap_yaml
 
 
 def _version() -> str:
@@ -139,9 +139,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     local_up.register,
     local_traffic.register,
-    cli_admin.register,
-    cli_rollout.register,
-    cli_jobs.register,
+    admin.register,
+    rollout.register,
+    jobs.register,
 ]
 
 

@@ -19,19 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_services.batcher import Arrival, BatcherError, DynamicBatcher, Priority
+from model_services.api.near_miss import NearMisses
 from model_services.config import ServeConfig
-from model_services.handler import (
+from model_services.serving.batcher import Arrival, BatcherError, DynamicBatcher, Priority
+from model_services.serving.handler import (
     Handler,
     LoadedModel,
     Probabilities,
     load_model,
     resolve_device,
 )
-from model_services.manifest import read_manifest
-from model_services.metrics import ServiceMetrics
-from model_services.near_miss import NearMisses
-from model_services.worker import process_loader
+from model_services.serving.metrics import ServiceMetrics
+from model_services.serving.worker import process_loader
+from model_services.store.manifest import read_manifest
 
 log = logging.getLogger("model_services")
 

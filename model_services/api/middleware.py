@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from model_services.service import ModelService
+    from model_services.serving.service import ModelService
 
 REQUEST_ID = b"x-request-id"
 MODEL_VERSION = b"x-model-version"

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from control_plane.client import AdminClient, AdminError, default_url
+from control_plane.cli.client import AdminClient, AdminError, default_url
 
 OUTPUTS = ("table", "wide", "json", "yaml")
 Handler = Callable[[AdminClient, argparse.Namespace], Any]

@@ -1,0 +1,1 @@
+"""The ``switchyard`` command: argument parsing, output formats and the admin API client."""
