@@ -5,7 +5,7 @@ the split is flipped between two versions N times through
 `PUT /v1/models/sentiment/traffic`, and the time runs from the API call
 returning until a request through Envoy is answered by the new version.
 
-    .venv/bin/python bench/api_shift.py            # 50 shifts per mode; --shifts N
+    .venv/bin/python -m bench.api_shift            # 50 shifts per mode; --shifts N
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import httpx
-from common import environment, percentile, write_results
 
+from bench.common import environment, percentile, write_results
 from tests.support.stack import Stack
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import platform
 import subprocess
@@ -13,13 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from control_plane.percentiles import percentile as shared_percentile
+from control_plane.xds.bootstrap import bootstrap_yaml
+from control_plane.xds.envoy_binary import envoy_binary
+from tests.support.procs import Process, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-sys.path.insert(0, str(REPO))
-
-from control_plane.xds.bootstrap import bootstrap_yaml  # noqa: E402
-from control_plane.xds.envoy_binary import envoy_binary  # noqa: E402
-from tests.support.procs import Process, free_port  # noqa: E402
 
 T = TypeVar("T")
 
@@ -273,7 +274,6 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
 
 
 def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+    """The shared nearest-rank percentile; NaN (not None) for no values, so tables print it."""
+    found = shared_percentile(values, p)
+    return math.nan if found is None else found

@@ -16,9 +16,9 @@ its log line for each accepted reload; "translate µs/model" is translate +
 snapshot of the cold start divided by N, and for the edits the same stages of
 the incremental reloads.
 
-    .venv/bin/python bench/convergence.py                       # 10, 100, 1,000, 10,000 models
-    .venv/bin/python bench/convergence.py --quick               # 10, 100, 1,000; 5 changes each
-    .venv/bin/python bench/convergence.py --models 1000 --changes 20 --layout one-file
+    .venv/bin/python -m bench.convergence                       # 10, 100, 1,000, 10,000 models
+    .venv/bin/python -m bench.convergence --quick               # 10, 100, 1,000; 5 changes each
+    .venv/bin/python -m bench.convergence --models 1000 --changes 20 --layout one-file
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
+from bench.common import (
     AdsEnvoy,
     ControlPlaneProcess,
     Probe,

@@ -16,8 +16,8 @@ are interleaved over several rounds and each statistic is the median over rounds
 so drift in background load hits every arm alike. Goal (issue 2): Switchyard's
 extra latency over direct is at most 1.3x the bare hop's.
 
-    .venv/bin/python bench/hop_cost.py            # ~1.5 minutes
-    .venv/bin/python bench/hop_cost.py --quick    # ~20 seconds
+    .venv/bin/python -m bench.hop_cost            # ~1.5 minutes
+    .venv/bin/python -m bench.hop_cost --quick    # ~20 seconds
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
+from bench.common import (
     AdsEnvoy,
     ControlPlaneProcess,
     StaticEnvoy,
@@ -46,7 +46,7 @@ from common import (
     wait_until,
     write_results,
 )
-from loadgen import Result, run
+from bench.loadgen import Result, run
 
 POLICY = """\
 apiVersion: switchyard/v1

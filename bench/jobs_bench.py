@@ -13,7 +13,7 @@ thread), its own redis-server (append-only, fsync every second):
 Goal: the backlog adds <= 10 % to live p99 (jobs only use spare batch slots).
 The load generator shares the 2-core machine with the service and Redis.
 
-    .venv/bin/python bench/jobs_bench.py [--store DIR] [--rps 80 150] [--seconds 8] [--rounds 3]
+    .venv/bin/python -m bench.jobs_bench [--store DIR] [--rps 80 150] [--seconds 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,12 +32,11 @@ import httpx
 import redis
 import redis.asyncio as aioredis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import REPO, environment, free_port, percentile, write_results
+from bench.common import environment, free_port, percentile, write_results
 from model_services.jobs.keys import Keys
 from model_services.jobs.settings import JobSettings
 from model_services.jobs.store import JobStore
+from tests.support.procs import ModelService
 
 STATS = "switchyard:jobstats:sentiment:sentiment-v3"
 STREAM = "switchyard:jobs:sentiment:sentiment-v3"
@@ -80,25 +78,14 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("redis-server did not start")
 
 
-def start_service(model_dir: Path, redis_url: str, concurrency: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "model_services", "serve", "--model-dir", str(model_dir), "--port", str(port),
+def start_service(model_dir: Path, redis_url: str, concurrency: int, workdir: Path) -> ModelService:
+    args = [
         "--num-threads", "1", "--log-level", "warning", "--redis-url", redis_url,
         "--jobs-concurrency", str(concurrency), "--jobs-max-depth", "1000000",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        if proc.poll() is not None:
-            raise SystemExit("the model service exited")
-        try:
-            if httpx.get(url + "/v2/health/ready").status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the model service never became ready")
+    service = ModelService(model_dir, workdir / f"service-{concurrency}.log", *args)
+    service.wait_ready()
+    return service
 
 
 async def live_load(url: str, rps: float, seconds: float) -> tuple[list[float], int]:
@@ -239,13 +226,12 @@ def main() -> int:
             store = Path(tmp) / "store"
             build_store(store, only=["sentiment-v3"])
         redis_proc, redis_url = start_redis(Path(tmp))
-        service, url = start_service(store / "sentiment" / "sentiment-v3", redis_url, args.jobs_concurrency)
+        service = start_service(store / "sentiment" / "sentiment-v3", redis_url, args.jobs_concurrency, Path(tmp))
         try:
             with redis.Redis.from_url(redis_url, decode_responses=True) as r:
-                results = asyncio.run(run(url, redis_url, r, args.rps, args.seconds, args.rounds))
+                results = asyncio.run(run(service.url, redis_url, r, args.rps, args.seconds, args.rounds))
         finally:
-            service.send_signal(signal.SIGTERM)
-            service.wait(60)
+            service.stop(timeout=60)
             redis_proc.terminate()
             redis_proc.wait(10)
     data = {"environment": env, "settings": vars(args) | {"store": str(args.store)}, "results": results}

@@ -10,7 +10,7 @@ requests wait (and that wait is counted).
 
 Usage as a script:
 
-    .venv/bin/python bench/loadgen.py http://127.0.0.1:10000/v1/predict --rate 1000 --duration 5
+    .venv/bin/python -m bench.loadgen http://127.0.0.1:10000/v1/predict --rate 1000 --duration 5
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import socket
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from control_plane.percentiles import percentile
 
 
 @dataclass(slots=True)
@@ -38,11 +41,8 @@ class Result:
     late_sends: int = 0  # requests the client itself could not send within 1 ms of schedule
 
     def percentile(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
-        return ordered[index]
+        found = percentile(self.latencies, p)
+        return math.nan if found is None else found
 
     def summary_ms(self) -> dict[str, float]:
         return {

@@ -12,8 +12,8 @@ One run measures, side by side:
 The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams:
 on a 2-core machine a heavyweight client would steal the CPU it is measuring.
 
-    .venv/bin/python bench/model_service_bench.py            # ~3 minutes
-    .venv/bin/python bench/model_service_bench.py --quick    # ~1 minute
+    .venv/bin/python -m bench.model_service_bench            # ~3 minutes
+    .venv/bin/python -m bench.model_service_bench --quick    # ~1 minute
 
 Prints a markdown table and writes bench/results/model_service_bench.json.
 """
@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,12 +35,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench.common import free_port
+from control_plane.local import commands
+from model_services.serving.handler import load_model
+from model_services.store import dataset
+from model_services.store.train import build_store
 
-from model_services.serving.handler import load_model  # noqa: E402
-from model_services.store import dataset  # noqa: E402
-from model_services.store.train import build_store  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 VERSIONS = ("sentiment-v3", "sentiment-v4")
 CONCURRENCY = (1, 8, 32, 64)
@@ -97,21 +97,13 @@ def model_ceiling(model_dir: Path, texts: list[str], batch_sizes: list[int], sec
 # -- server ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Server:
     def __init__(self, model_dir: Path, max_batch_size: int, extra: list[str]) -> None:
         self.port = free_port()
-        cmd = [
-            sys.executable, "-m", "model_services", "serve", "--model-dir", str(model_dir),
-            "--port", str(self.port), "--max-batch-size", str(max_batch_size),
-            "--max-queue-size", "4096", "--log-level", "warning", *extra,
-        ]  # fmt: skip
+        settings = ["--max-batch-size", str(max_batch_size), "--max-queue-size", "4096", "--log-level", "warning"]
+        cmd = commands.serve_model(
+            sys.executable, model_dir=model_dir, host="127.0.0.1", port=self.port, args=[*settings, *extra]
+        )
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
 

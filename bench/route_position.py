@@ -17,8 +17,8 @@ header rule (four routes per model):
 Arms are interleaved over rounds; latencies are from the open-loop client
 (``bench/loadgen.py``), medians over rounds; throughput from ``wrk`` if present.
 
-    .venv/bin/python bench/route_position.py            # ~1.5 minutes
-    .venv/bin/python bench/route_position.py --quick    # ~30 seconds
+    .venv/bin/python -m bench.route_position            # ~1.5 minutes
+    .venv/bin/python -m bench.route_position --quick    # ~30 seconds
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
+from bench.common import (
     AdsEnvoy,
     ControlPlaneProcess,
     StaticEnvoy,
@@ -45,7 +45,7 @@ from common import (
     wait_until,
     write_results,
 )
-from loadgen import Result, run
+from bench.loadgen import Result, run
 
 
 def model(name: str, host: str, prefix: str, upstream: int) -> str:

@@ -18,8 +18,8 @@ at most 1.10x p99 without. On a 2-core machine the shadow service, the
 collector and the client share the cores with production, so the mirrored arm
 also measures CPU contention, not only the mirror's network cost.
 
-    .venv/bin/python bench/shadow_overhead.py            # ~2 minutes
-    .venv/bin/python bench/shadow_overhead.py --quick    # ~40 seconds
+    .venv/bin/python -m bench.shadow_overhead            # ~2 minutes
+    .venv/bin/python -m bench.shadow_overhead --quick    # ~40 seconds
 """
 
 from __future__ import annotations
@@ -28,17 +28,16 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from common import AdsEnvoy, ControlPlaneProcess, environment, free_port, wait_until, write_results
-from loadgen import Result, run
 
-from tests.support.procs import Process
+from bench.common import AdsEnvoy, ControlPlaneProcess, environment, free_port, wait_until, write_results
+from bench.loadgen import Result, run
+from tests.support.procs import ModelService
 
 MODEL = "sentiment"
 
@@ -62,23 +61,16 @@ spec:
 """
 
 
-def model_service(store: Path, version: str, workdir: Path, report_url: str | None) -> tuple[Process, str]:
-    port = free_port()
-    proc = Process(
-        [
-            sys.executable, "-m", "model_services", "serve",
-            "--model-dir", str(store / "sentiment" / "sentiment-v3"),
-            "--served-version", version,
-            "--host", "127.0.0.1", "--port", str(port),
-            *(["--report-url", report_url] if report_url else []),
-            # Services share two cores: one torch thread each, or each oversubscribes both.
-            "--num-threads", "1",
-            "--log-level", "warning",
-        ],
-        workdir / f"{version}.log",
-        env={"HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    return proc, f"127.0.0.1:{port}"
+def model_service(store: Path, version: str, workdir: Path, report_url: str | None) -> tuple[ModelService, str]:
+    args = [
+        "--served-version", version,
+        *(["--report-url", report_url] if report_url else []),
+        # Services share two cores: one torch thread each, or each oversubscribes both.
+        "--num-threads", "1",
+        "--log-level", "warning",
+    ]  # fmt: skip
+    service = ModelService(store / "sentiment" / "sentiment-v3", workdir / f"{version}.log", *args)
+    return service, service.address
 
 
 def ready(address: str) -> bool:
@@ -119,7 +111,7 @@ def main() -> None:
         policies = work / "policies"
         policies.mkdir()
         listener = free_port()
-        procs: list[Process] = []
+        procs: list[ModelService] = []
         cp = envoy = None
         try:
             # The control plane first: the services report to its admin API.

@@ -8,9 +8,10 @@ serialised and a stale ``If-Match`` is always caught (412).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from control_plane import ir
@@ -123,82 +124,75 @@ async def history(name: str, ctx: Context, who: Reader) -> dict[str, Any]:
 # -- changing ------------------------------------------------------------------------------
 
 
-def _run(
-    ctx: AdminContext,
-    who: Identity,
-    action: str,
-    model: str,
-    request: Any,
-    response: Response,
-    change: Callable[[], Change],
-) -> dict[str, Any]:
-    """Make the change through the one audited path, and describe the result."""
+@dataclass(frozen=True, slots=True)
+class ModelChange:
+    """One call to a mutating route: who makes it, the route's audit action, its If-Match."""
 
-    def outcome(result: Change) -> Outcome:
-        reason = None if result.changed else "no change: the model already had this split"
-        return Outcome(result.old.to_json(), result.new.to_json(), result.snapshot_version, reason)
+    ctx: AdminContext
+    who: Identity
+    action: str
+    response: Response
+    if_match: str | None
 
-    try:
-        result = audited(
-            ctx.audit, who=who.name, action=action, model=model, request=request, apply=change, outcome=outcome
-        )
-    except ChangeError:
-        ctx.metrics.changes.labels(action, "rejected").inc()
-        raise
-    ctx.metrics.changes.labels(action, "accepted" if result.changed else "unchanged").inc()
-    response.headers["ETag"] = result.etag
-    return {
-        "model": result.model,
-        "action": action,
-        "changed": result.changed,
-        "old": result.old.to_json(),
-        "new": result.new.to_json(),
-        "snapshot_version": result.snapshot_version,
-        "etag": result.etag,
-        "file": result.file,
-        "model_view": _view(ctx, model),
-    }
+    def run(self, model: str, request: Any, change: Callable[[str, str | None], Change]) -> dict[str, Any]:
+        """Make ``change(who, if_match)`` through the one audited path, and describe the result."""
+
+        def outcome(result: Change) -> Outcome:
+            reason = None if result.changed else "no change: the model already had this split"
+            return Outcome(result.old.to_json(), result.new.to_json(), result.snapshot_version, reason)
+
+        ctx, action = self.ctx, self.action
+        try:
+            result = audited(
+                ctx.audit,
+                who=self.who.name,
+                action=action,
+                model=model,
+                request=request,
+                apply=lambda: change(self.who.name, self.if_match),
+                outcome=outcome,
+            )
+        except ChangeError:
+            ctx.metrics.changes.labels(action, "rejected").inc()
+            raise
+        ctx.metrics.changes.labels(action, "accepted" if result.changed else "unchanged").inc()
+        self.response.headers["ETag"] = result.etag
+        return {
+            "model": result.model,
+            "action": action,
+            "changed": result.changed,
+            "old": result.old.to_json(),
+            "new": result.new.to_json(),
+            "snapshot_version": result.snapshot_version,
+            "etag": result.etag,
+            "file": result.file,
+            "model_view": _view(ctx, model),
+        }
+
+
+async def model_change(
+    ctx: Context, who: Operator, action: Action, response: Response, if_match: IfMatch = None
+) -> ModelChange:
+    return ModelChange(ctx, who, action, response, if_match)
+
+
+Mutation = Annotated[ModelChange, Depends(model_change)]
 
 
 @router.put("/{name}/traffic", summary="Set the default split", **mutation("shift"))
-async def shift(
-    name: str,
-    body: TrafficBody,
-    ctx: Context,
-    who: Operator,
-    action: Action,
-    response: Response,
-    if_match: IfMatch = None,
-) -> dict[str, Any]:
-    return _run(
-        ctx,
-        who,
-        action,
-        name,
-        body.model_dump(),
-        response,
-        lambda: ctx.changes.shift(name, dict(body.weights), who=who.name, if_match=if_match),
+async def shift(name: str, body: TrafficBody, call: Mutation) -> dict[str, Any]:
+    weights = dict(body.weights)
+    return call.run(
+        name, body.model_dump(), lambda who, if_match: call.ctx.changes.shift(name, weights, who=who, if_match=if_match)
     )
 
 
 @router.put("/{name}/shadow", summary="Mirror a share of live traffic to a version", **mutation("shadow"))
-async def shadow(
-    name: str,
-    body: ShadowBody,
-    ctx: Context,
-    who: Operator,
-    action: Action,
-    response: Response,
-    if_match: IfMatch = None,
-) -> dict[str, Any]:
-    return _run(
-        ctx,
-        who,
-        action,
+async def shadow(name: str, body: ShadowBody, call: Mutation) -> dict[str, Any]:
+    return call.run(
         name,
         body.model_dump(),
-        response,
-        lambda: ctx.changes.set_shadow(name, body.version, body.percent, who=who.name, if_match=if_match),
+        lambda who, if_match: call.ctx.changes.set_shadow(name, body.version, body.percent, who=who, if_match=if_match),
     )
 
 
@@ -206,55 +200,24 @@ async def shadow(
     "/{name}/shadow", summary="Stop mirroring (one version, or all without ?version=)", **mutation("shadow-off")
 )
 async def stop_shadow(
-    name: str,
-    ctx: Context,
-    who: Operator,
-    action: Action,
-    response: Response,
-    version: Annotated[str | None, Query(min_length=1, max_length=253)] = None,
-    if_match: IfMatch = None,
+    name: str, call: Mutation, version: Annotated[str | None, Query(min_length=1, max_length=253)] = None
 ) -> dict[str, Any]:
-    return _run(
-        ctx,
-        who,
-        action,
+    return call.run(
         name,
         {"version": version},
-        response,
-        lambda: ctx.changes.stop_shadow(name, version, who=who.name, if_match=if_match),
+        lambda who, if_match: call.ctx.changes.stop_shadow(name, version, who=who, if_match=if_match),
     )
 
 
 @router.post("/{name}/promote", summary="Send 100% of the default split to one version", **mutation("promote"))
-async def promote(
-    name: str,
-    body: PromoteBody,
-    ctx: Context,
-    who: Operator,
-    action: Action,
-    response: Response,
-    if_match: IfMatch = None,
-) -> dict[str, Any]:
-    return _run(
-        ctx,
-        who,
-        action,
+async def promote(name: str, body: PromoteBody, call: Mutation) -> dict[str, Any]:
+    return call.run(
         name,
         body.model_dump(),
-        response,
-        lambda: ctx.changes.promote(name, body.version, who=who.name, if_match=if_match),
+        lambda who, if_match: call.ctx.changes.promote(name, body.version, who=who, if_match=if_match),
     )
 
 
 @router.post("/{name}/rollback", summary="Go back to the split before the last change", **mutation("rollback"))
-async def rollback(
-    name: str,
-    ctx: Context,
-    who: Operator,
-    action: Action,
-    response: Response,
-    if_match: IfMatch = None,
-) -> dict[str, Any]:
-    return _run(
-        ctx, who, action, name, None, response, lambda: ctx.changes.rollback(name, who=who.name, if_match=if_match)
-    )
+async def rollback(name: str, call: Mutation) -> dict[str, Any]:
+    return call.run(name, None, lambda who, if_match: call.ctx.changes.rollback(name, who=who, if_match=if_match))

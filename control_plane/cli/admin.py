@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from control_plane.cli.client import AdminClient, AdminError
-from control_plane.cli.common import Handler, Show, add_command, admin_options, relative_to_cwd, run_admin
+from control_plane.cli.common import (
+    Handler,
+    Show,
+    add_command,
+    admin_options,
+    relative_to_cwd,
+    run_admin,
+    table,
+)
 
 # Where the API's field names meet the arguments users type.
 _CHANGE_FLAGS = {
@@ -187,13 +195,6 @@ def _history(c: AdminClient, a: argparse.Namespace) -> Any:
 
 
 # -- readable output --------------------------------------------------------------------------
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers], *[["-" if v is None else str(v) for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join(lines)
 
 
 def _split(traffic: dict[str, Any]) -> str:

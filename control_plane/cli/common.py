@@ -139,3 +139,11 @@ def _in_cli_terms(text: str, flags: Mapping[str, str]) -> str:
 
     text = _LOCATION.sub(replace, text)
     return text.removeprefix("invalid request: ")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns aligned like kubectl's: two spaces apart, None shown as ``-``."""
+    cells = [[str(h) for h in headers], *[["-" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)

@@ -10,19 +10,19 @@ import argparse
 import os
 import sys
 
-from control_plane.cli.common import add_command, emit, output_of, output_options
+from control_plane.cli.common import add_command, emit, output_of, output_options, table
 
 COLUMNS = (
-    ("model", "model"),
-    ("version", "version"),
-    ("depth", "depth"),
-    ("running", "running"),
-    ("oldest_age_s", "oldest s"),
-    ("completed", "completed"),
-    ("mean_processing_ms", "mean ms"),
-    ("reclaimed", "reclaimed"),
-    ("failed_attempts", "failed tries"),
-    ("dead_letters_now", "dead letters"),
+    ("model", "MODEL"),
+    ("version", "VERSION"),
+    ("depth", "DEPTH"),
+    ("running", "RUNNING"),
+    ("oldest_age_s", "OLDEST S"),
+    ("completed", "COMPLETED"),
+    ("mean_processing_ms", "MEAN MS"),
+    ("reclaimed", "RECLAIMED"),
+    ("failed_attempts", "FAILED TRIES"),
+    ("dead_letters_now", "DEAD LETTERS"),
 )
 
 
@@ -47,10 +47,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if not rows:
         print("no job queues yet")
         return 0
-    table = [[h for _, h in COLUMNS]] + [[str(row[k]) for k, _ in COLUMNS] for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(COLUMNS))]
-    for line in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    print(table([h for _, h in COLUMNS], [[row[k] for k, _ in COLUMNS] for row in rows]))
     return 0
 
 

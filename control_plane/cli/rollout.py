@@ -6,9 +6,8 @@ import argparse
 import time
 from typing import Any
 
-from control_plane.cli.admin import table
 from control_plane.cli.client import AdminClient
-from control_plane.cli.common import add_command, admin_options, run_admin
+from control_plane.cli.common import add_command, admin_options, run_admin, table
 
 VERBS = ("start", "pause", "resume", "abort", "promote")
 

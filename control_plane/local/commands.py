@@ -7,6 +7,7 @@ Only addresses, ports and paths differ.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from control_plane.policy.schema import FleetVersionSpec
@@ -19,6 +20,12 @@ DRAIN_GRACE_S = 2.0
 def build_store(python: str, out: str | Path) -> list[str]:
     # --if-missing: a restart (or `docker compose up` again) does not retrain or swap versions.
     return [python, "-m", "model_services", "build", "--out", str(out), "--if-missing"]
+
+
+def serve_model(python: str, *, model_dir: str | Path, host: str, port: int, args: Sequence[str] = ()) -> list[str]:
+    """What serves one model version directory: every replica, test and benchmark runs this."""
+    where = ["--host", host, "--port", str(port), "--model-dir", str(model_dir)]
+    return [python, "-m", "model_services", "serve", *where, *args]
 
 
 def model_service(
@@ -36,11 +43,7 @@ def model_service(
     report = ["--report-url", report_url] if report_url else []
     # --redis-url enables async jobs (/v1/jobs); without it they answer 503.
     jobs = ["--redis-url", redis_url] if redis_url else []
-    return [
-        python, "-m", "model_services", "serve",
-        "--host", host,
-        "--port", str(port),
-        "--model-dir", str(model_dir),
+    return serve_model(python, model_dir=model_dir, host=host, port=port, args=[
         "--served-version", served_version,
         "--max-batch-size", str(spec.max_batch_size),
         "--max-delay-ms", str(spec.max_delay_ms),
@@ -49,7 +52,7 @@ def model_service(
         *report,
         *jobs,
         *spec.args,
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def control_plane(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from control_plane.cli.common import add_command
+from control_plane.percentiles import percentile
 
 TEXTS = (
     "This product is terrible",
@@ -88,9 +89,9 @@ def request_for(rng: random.Random, pin_versions: list[str]) -> tuple[str, dict[
     return "plain", {}, {"text": text}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+def _ms(values: list[float], q: float) -> float:
+    found = percentile(values, q)
+    return 0.0 if found is None else found
 
 
 def why_no_answer(exc: httpx.HTTPError, url: str) -> str:
@@ -124,7 +125,7 @@ def render(tally: Tally, elapsed: float, rps: float, now: float, *, final: bool 
         share = recent_count[version] / len(recent) if recent else 0.0
         lines.append(
             f"{version:<24}{n:>10}{n / max(total, 1):>8.1%}   {share:>16.1%}"
-            f"{percentile(lat, 0.5):>9.1f}{percentile(lat, 0.95):>9.1f}{percentile(lat, 0.99):>9.1f}"
+            f"{_ms(lat, 50):>9.1f}{_ms(lat, 95):>9.1f}{_ms(lat, 99):>9.1f}"
         )
     for reason, n in tally.failures.most_common():
         lines.append(f"{'(no answer)':<24}{n:>10}{n / max(total, 1):>8.1%}   {reason}")

@@ -12,23 +12,15 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane import ir
+from control_plane.percentiles import percentile
 from control_plane.shadow.records import AnswerRecord
 
 IntentSource = Callable[[], ir.RoutingIntent | None]
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n*q/100), at least 1
-    return ordered[int(rank) - 1]
 
 
 @dataclass(slots=True)

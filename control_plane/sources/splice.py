@@ -134,14 +134,17 @@ def _set_traffic(spec: CommentedMap, traffic: Mapping[str, int], texts: Mapping[
             ]
             current.insert(later[0] if later else len(current), version, traffic[version])
         return
-    new = CommentedMap((v, traffic[v]) for v in ordered)
-    new.fa.set_flow_style()
-    if "traffic" in spec:
-        spec["traffic"] = new
-    else:
-        keys = list(spec)
-        after = keys.index("versions") + 1 if "versions" in keys else len(keys)
-        spec.insert(after, "traffic", new)
+    _put(spec, "traffic", CommentedMap((v, traffic[v]) for v in ordered), after="versions")
+
+
+def _put(spec: CommentedMap, key: str, value: CommentedMap | CommentedSeq, *, after: str) -> None:
+    """Set ``spec[key]`` to a new flow-style value: in place if present, else right after ``after``."""
+    value.fa.set_flow_style()
+    if key in spec:
+        spec[key] = value
+        return
+    keys = list(spec)
+    spec.insert(keys.index(after) + 1 if after in keys else len(keys), key, value)
 
 
 def _number(value: float) -> int | float:
@@ -156,14 +159,7 @@ def _set_shadow(spec: CommentedMap, shadow: Sequence[Shadow]) -> None:
             del spec["shadow"]
         return
     if not isinstance(current, CommentedSeq):
-        new = CommentedSeq([_shadow_entry(v, p) for v, p in wanted.items()])
-        new.fa.set_flow_style()
-        if "shadow" in spec:
-            spec["shadow"] = new
-        else:
-            keys = list(spec)
-            after = keys.index("traffic") + 1 if "traffic" in keys else len(keys)
-            spec.insert(after, "shadow", new)
+        _put(spec, "shadow", CommentedSeq([_shadow_entry(v, p) for v, p in wanted.items()]), after="traffic")
         return
     # Edit entries in place so their style and comments stay.
     for i in reversed(range(len(current))):

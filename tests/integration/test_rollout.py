@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from tests.support.load import Load
-from tests.support.procs import ControlPlane, Process, free_port, wait_for
+from tests.support.procs import ControlPlane, ModelService, wait_for
 from tests.support.stack import Stack, retarget
 
 pytestmark = pytest.mark.integration
@@ -115,20 +114,10 @@ def test_verbs_pause_resume_abort_and_promote(stack: Stack) -> None:
 # -- a candidate that starts failing, with real model services ---------------------------------
 
 
-def _model_service(store: Path, version: str, workdir: Path) -> tuple[Process, str]:
-    port = free_port()
-    proc = Process(
-        [
-            sys.executable, "-m", "model_services", "serve",
-            "--model-dir", str(store / "sentiment" / "sentiment-v3"),
-            "--served-version", version,
-            "--host", "127.0.0.1", "--port", str(port),
-            "--max-delay-ms", "1",
-        ],
-        workdir / f"{version}.log",
-        env={"HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    return proc, f"127.0.0.1:{port}"
+def _model_service(store: Path, version: str, workdir: Path) -> tuple[ModelService, str]:
+    model_dir = store / "sentiment" / "sentiment-v3"
+    service = ModelService(model_dir, workdir / f"{version}.log", "--served-version", version, "--max-delay-ms", "1")
+    return service, service.address
 
 
 def test_failing_candidate_is_rolled_back_and_only_its_share_errs(stack: Stack, model_store: Path) -> None:

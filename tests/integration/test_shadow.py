@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.procs import Process, free_port, wait_for
+from tests.support.procs import ModelService, wait_for
 from tests.support.stack import Stack, retarget
 from tests.support.upstream import VersionUpstream
 
@@ -68,21 +67,11 @@ def test_agreement_rate_is_the_share_of_inputs_the_shadow_agrees_on(stack: Stack
         shadow.close()
 
 
-def _model_service(store: Path, version: str, workdir: Path, report_url: str) -> tuple[Process, str]:
-    port = free_port()
-    proc = Process(
-        [
-            sys.executable, "-m", "model_services", "serve",
-            "--model-dir", str(store / "sentiment" / "sentiment-v3"),
-            "--served-version", version,
-            "--host", "127.0.0.1", "--port", str(port),
-            "--max-delay-ms", "1",
-            "--report-url", report_url,
-        ],
-        workdir / f"{version}.log",
-        env={"HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
-    return proc, f"127.0.0.1:{port}"
+def _model_service(store: Path, version: str, workdir: Path, report_url: str) -> tuple[ModelService, str]:
+    model_dir = store / "sentiment" / "sentiment-v3"
+    args = ("--served-version", version, "--max-delay-ms", "1", "--report-url", report_url)
+    service = ModelService(model_dir, workdir / f"{version}.log", *args)
+    return service, service.address
 
 
 def test_real_services_report_and_shadow_errors_never_reach_clients(stack: Stack, model_store: Path) -> None:

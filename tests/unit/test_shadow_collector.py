@@ -12,7 +12,7 @@ import pytest
 
 from control_plane.policy.compile import to_intent
 from control_plane.policy.loader import load_texts
-from control_plane.shadow.collector import ShadowCollector, percentile
+from control_plane.shadow.collector import ShadowCollector
 from control_plane.shadow.records import AnswerRecord
 from model_services.api.shadow_report import ShadowReporter
 
@@ -95,12 +95,6 @@ def test_bounded_pending_and_unmirrored_models_are_ignored() -> None:
         "capture_dropped": {},
         "shadows": [],
     }
-
-
-def test_percentile_nearest_rank() -> None:
-    assert percentile([], 95) is None
-    assert percentile(list(range(1, 101)), 95) == 95
-    assert percentile([3.0], 50) == 3.0
 
 
 def _request(rid: str, host: str) -> Any:

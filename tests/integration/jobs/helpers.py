@@ -8,16 +8,12 @@ Without ``redis-server`` these tests fail: CI installs it.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -25,15 +21,10 @@ import httpx
 import pytest
 import redis
 
-REPO = Path(__file__).resolve().parents[3]
+from control_plane.local.up import free_port
+from tests.support.procs import ModelService
+
 WEBHOOK_SECRET = "whsec_c2VjcmV0LWZvci10ZXN0cw=="  # base64("secret-for-tests")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def poll(check: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
@@ -96,36 +87,19 @@ class RedisServer:
                 self.proc.wait(10)
 
 
-@dataclass
-class Service:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-    client: httpx.Client = field(init=False)
+class Service(ModelService):
+    """A replica with an HTTP client for it."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, model_dir: Path, log_path: Path, *args: str) -> None:
+        super().__init__(model_dir, log_path, *args, env={"SWITCHYARD_WEBHOOK_SECRET": WEBHOOK_SECRET})
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log()
 
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"service exited {self.proc.returncode}:\n{self.output()}")
-            return self.client.get("/v2/health/ready").status_code == 200
-
-        poll(ready, 120, "the model service to become ready")
-
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        return super().stop(sig, timeout)
 
 
 class Services:
@@ -136,21 +110,9 @@ class Services:
         self.started: list[Service] = []
 
     def spawn(self, model_dir: Path, redis_url: str | None, *args: str, ready: bool = True) -> Service:
-        port = free_port()
-        env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-            "SWITCHYARD_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        }
-        cmd = [sys.executable, "-m", "model_services", "serve", "--model-dir", str(model_dir)]
-        cmd += ["--host", "127.0.0.1", "--port", str(port), "--worker", "thread", "--num-threads", "1"]
-        if redis_url is not None:
-            cmd += ["--redis-url", redis_url]
-        log = self.workdir / f"service-{port}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([*cmd, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        service = Service(proc, f"http://127.0.0.1:{port}", log)
+        jobs = ["--redis-url", redis_url] if redis_url is not None else []
+        fast = ["--worker", "thread", "--num-threads", "1"]
+        service = Service(model_dir, self.workdir / f"service-{len(self.started)}.log", *fast, *jobs, *args)
         self.started.append(service)
         if ready:
             service.wait_ready()

@@ -5,36 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.support.procs import ModelService
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
+class Server(ModelService):
+    """A model service with what the drain and signal tests need: its output, its process group."""
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log()
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -64,36 +51,14 @@ class Server:
 def spawn(model_dir: Path, log: Path, *args: str, new_session: bool = False) -> Server:
     """``new_session``: the server leads its own process group (as under a
     terminal or systemd), which its model worker child joins."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "model_services", "serve", "--model-dir", str(model_dir)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), *args]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session
-        )
-    return Server(proc, f"http://127.0.0.1:{port}", log)
-
-
-def wait_ready(server: Server, attempts: int = 600) -> None:
-    """Poll readiness (bounded) instead of sleeping a guessed time."""
-    for _ in range(attempts):
-        if server.proc.poll() is not None:
-            raise AssertionError(f"server exited {server.proc.returncode}:\n{server.output()}")
-        try:
-            if httpx.get(server.url + "/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"server never became ready:\n{server.output()}")
+    return Server(model_dir, log, *args, new_session=new_session)
 
 
 @contextmanager
 def running(model_dir: Path, log: Path, *args: str, new_session: bool = False) -> Iterator[Server]:
     server = spawn(model_dir, log, *args, new_session=new_session)
     try:
-        wait_ready(server)
+        server.wait_ready()
         yield server
     finally:
         if server.proc.poll() is None:
