@@ -8,46 +8,20 @@ import math
 import os
 import platform
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from control_plane.percentiles import percentile as shared_percentile
 from control_plane.xds.bootstrap import bootstrap_yaml
 from control_plane.xds.envoy_binary import envoy_binary
-from tests.support.procs import Process, free_port
+from tests.support.procs import ControlPlane, Process, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
 T = TypeVar("T")
 
-__all__ = ["REPO", "RESULTS", "free_port"]
-
-
-def wait_until(
-    check: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    interval: float = 0.05,
-    process: Process | None = None,
-) -> T:
-    """Poll ``check``; give up after ``timeout`` s, or at once if ``process`` has exited."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if process is not None and not process.alive():
-            raise RuntimeError(f"{what}: the process exited; see {process.log_path}")
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, http.client.HTTPException) as exc:
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last})" if last else ""))
+__all__ = ["REPO", "RESULTS", "ControlPlane", "free_port", "wait_for"]
 
 
 def get(port: int, path: str = "/", host: str = "localhost", headers: dict[str, str] | None = None) -> int:
@@ -114,7 +88,7 @@ class StaticEnvoy:
         self.config = workdir / f"{name}.json"
         self.config.write_text(json.dumps(config, indent=1))  # JSON is YAML; Envoy reads both
         self.process = Process(envoy_command(self.config), workdir / f"{name}.log")
-        wait_until(lambda: get(self.admin_port, "/ready") == 200, 30, f"{name} to start", process=self.process)
+        wait_for(lambda: get(self.admin_port, "/ready") == 200, 30, f"{name} to start", process=self.process)
 
     def stop(self) -> None:
         self.process.stop()
@@ -183,45 +157,6 @@ def static_cluster(name: str, port: int) -> dict[str, Any]:
     }
 
 
-class ControlPlaneProcess:
-    """``switchyard serve`` as a subprocess, with a start-up timeout that suits 10,000 models."""
-
-    def __init__(self, policies: Path, workdir: Path, timeout: float = 120) -> None:
-        self.xds_port, self.admin_port = free_port(), free_port()
-        self.log_path = workdir / f"control-plane-{self.admin_port}.log"
-        self.process = Process(
-            [
-                sys.executable,
-                "-m",
-                "control_plane",
-                "serve",
-                "--policies",
-                str(policies),
-                "--xds-port",
-                str(self.xds_port),
-                "--admin-port",
-                str(self.admin_port),
-            ],
-            self.log_path,
-        )
-        wait_until(lambda: get(self.admin_port, "/healthz") == 200, timeout, "the control plane", process=self.process)
-
-    def status(self) -> dict[str, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=30)
-        try:
-            conn.request("GET", "/v1/status")
-            result: dict[str, Any] = json.loads(conn.getresponse().read())
-            return result
-        finally:
-            conn.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
 class AdsEnvoy:
     """Envoy configured by the control plane (bootstrap from ``switchyard bootstrap``)."""
 
@@ -232,7 +167,7 @@ class AdsEnvoy:
             bootstrap_yaml("127.0.0.1", xds_port, admin_port=self.admin_port, node_id="bench", delta=delta)
         )
         self.process = Process(envoy_command(config), workdir / f"envoy-ads-{self.admin_port}.log")
-        wait_until(
+        wait_for(
             lambda: get(self.admin_port, "/ready") == 200,
             timeout,
             "Envoy to load its xDS configuration",

@@ -33,14 +33,14 @@ from typing import Any
 
 from bench.common import (
     AdsEnvoy,
-    ControlPlaneProcess,
+    ControlPlane,
     Probe,
     StaticEnvoy,
     direct_response_listener,
     environment,
     free_port,
     percentile,
-    wait_until,
+    wait_for,
     write_results,
 )
 
@@ -125,16 +125,16 @@ def measure(n: int, changes: int, layout: str, work: Path, a: int, b: int, start
     row: dict[str, Any] = {"models": n, "layout": layout}
     try:
         t0 = time.perf_counter()
-        control_plane = ControlPlaneProcess(fleet.root, work, timeout=start_timeout)
+        control_plane = ControlPlane(fleet.root, work).start(start_timeout)
         started.append(control_plane)
         envoy = AdsEnvoy(control_plane.xds_port, work, timeout=start_timeout)
         started.append(envoy)
         target = n - 1
         probe = Probe(listener)
         host = f"m{target}.bench"
-        wait_until(lambda: probe.get("/", host)[1] == "a", start_timeout, f"model {target} to be served")
+        wait_for(lambda: probe.get("/", host)[1] == "a", start_timeout, f"model {target} to be served")
         first = Probe(listener)
-        wait_until(lambda: first.get("/", "m0.bench")[1] == "a", 10, "model 0 to be served")
+        wait_for(lambda: first.get("/", "m0.bench")[1] == "a", 10, "model 0 to be served")
         first.close()
         row["startup_s"] = time.perf_counter() - t0
         row["envoy_rss_mib"] = envoy.rss_mib()

@@ -35,7 +35,7 @@ from typing import Any
 
 from bench.common import (
     AdsEnvoy,
-    ControlPlaneProcess,
+    ControlPlane,
     StaticEnvoy,
     direct_response_listener,
     environment,
@@ -43,7 +43,7 @@ from bench.common import (
     get,
     proxy_listener,
     static_cluster,
-    wait_until,
+    wait_for,
     write_results,
 )
 from bench.loadgen import Result, run
@@ -118,11 +118,11 @@ def main() -> None:
         policies = work / "policies"
         policies.mkdir()
         (policies / "hop.yaml").write_text(POLICY.format(listener=listener_port, upstream=upstream_port))
-        control_plane = ControlPlaneProcess(policies, work)
+        control_plane = ControlPlane(policies, work).start(120)
         started.append(control_plane)
         envoy = AdsEnvoy(control_plane.xds_port, work)
         started.append(envoy)
-        wait_until(lambda: get(listener_port, "/v1/predict") == 200, 30, "the Switchyard route")
+        wait_for(lambda: get(listener_port, "/v1/predict") == 200, 30, "the Switchyard route")
 
         arms = {"direct": upstream_port, "bare envoy": bare_port, "switchyard": listener_port}
         requests = {

@@ -36,13 +36,13 @@ from typing import Any
 
 from bench.common import (
     AdsEnvoy,
-    ControlPlaneProcess,
+    ControlPlane,
     StaticEnvoy,
     direct_response_listener,
     environment,
     free_port,
     get,
-    wait_until,
+    wait_for,
     write_results,
 )
 from bench.loadgen import Result, run
@@ -104,7 +104,7 @@ def main() -> None:
         docs += [model(f"h{i:0{width}d}", f"h{i:0{width}d}.bench", "/", upstream_port) for i in range(n)]
         docs += [model(f"p{i:0{width}d}", "paths.bench", f"/p{i:0{width}d}", upstream_port) for i in range(n)]
         (policies / "fleet.yaml").write_text("---\n".join(docs))
-        control_plane = ControlPlaneProcess(policies, work)
+        control_plane = ControlPlane(policies, work).start(120)
         started.append(control_plane)
         envoy = AdsEnvoy(control_plane.xds_port, work)
         started.append(envoy)
@@ -117,7 +117,7 @@ def main() -> None:
             "by path prefix, last": ("paths.bench", f"/p{last}/v1/predict"),
         }
         for host, path in arms.values():
-            wait_until(lambda h=host, p=path: get(listener, p, host=h) == 200, 60, f"{host}{path}")
+            wait_for(lambda h=host, p=path: get(listener, p, host=h) == 200, 60, f"{host}{path}")
         results: dict[str, list[Result]] = {}
         for _ in range(args.rounds):
             for arm, (host, path) in arms.items():

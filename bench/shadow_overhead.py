@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import AdsEnvoy, ControlPlaneProcess, environment, free_port, wait_until, write_results
+from bench.common import AdsEnvoy, ControlPlane, environment, free_port, wait_for, write_results
 from bench.loadgen import Result, run
 from tests.support.procs import ModelService
 
@@ -73,13 +73,6 @@ def model_service(store: Path, version: str, workdir: Path, report_url: str | No
     return service, service.address
 
 
-def ready(address: str) -> bool:
-    try:
-        return httpx.get(f"http://{address}/v2/health/ready").status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def set_mirror(admin: str, version: str | None) -> None:
     url = f"{admin}/v1/models/{MODEL}/shadow"
     response = httpx.delete(url, timeout=30)  # one mirror at a time
@@ -92,7 +85,7 @@ def set_mirror(admin: str, version: str | None) -> None:
         status = httpx.get(f"{admin}/v1/status", timeout=10).json()
         return all(n["synced_snapshot"] == status["snapshot_version"] for n in status["envoys"] if n["connected"])
 
-    wait_until(synced, 30, "Envoy to ACK the mirror change")
+    wait_for(synced, 30, "Envoy to ACK the mirror change")
 
 
 def main() -> None:
@@ -116,7 +109,7 @@ def main() -> None:
         try:
             # The control plane first: the services report to its admin API.
             (policies / "p.yaml").write_text(policy(listener, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"))
-            cp = ControlPlaneProcess(policies, work)
+            cp = ControlPlane(policies, work).start(120)
             admin = f"http://127.0.0.1:{cp.admin_port}"
             reports = f"{admin}/v1/shadow/reports"
             services = {
@@ -125,14 +118,8 @@ def main() -> None:
                 "sentiment-v6": model_service(store, "sentiment-v6", work, None),
             }
             procs = [p for p, _ in services.values()]
-            for proc, address in services.values():
-                wait_until(
-                    lambda a=address: ready(a),  # type: ignore[misc]
-                    180,
-                    f"model service {address}",
-                    interval=0.2,
-                    process=proc,
-                )
+            for service in procs:
+                service.wait_ready(180)
             (policies / "p.yaml").write_text(
                 policy(listener, *(services[v][1] for v in ("sentiment-v3", "sentiment-v5", "sentiment-v6")))
             )
@@ -147,7 +134,7 @@ def main() -> None:
                 except httpx.HTTPError:
                     return False  # the listener is not there yet
 
-            wait_until(routed, 30, "routing")
+            wait_for(routed, 30, "routing")
 
             arms = {"none": None, "mirror, no capture": "sentiment-v6", "mirror 100%": "sentiment-v5"}
             results: dict[str, list[Result]] = {arm: [] for arm in arms}

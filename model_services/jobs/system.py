@@ -44,7 +44,7 @@ class JobSystem:
         self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # closes the pool on aclose()
         keys = Keys(settings.key_prefix, service.name, service.version)
         self.store = JobStore(self.client, keys, settings)
-        self.metrics = JobMetrics(service.metrics.registry, service.name, service.version)
+        self.metrics = JobMetrics(service.metrics.series)
         self.policy = CallbackPolicy.from_settings(settings)
         self.outbox = Outbox(self.client, keys)
         self.delivery = WebhookDelivery(self.outbox, self.policy, settings, self.metrics.webhook)

@@ -75,72 +75,70 @@ class _GpuCollector(Collector):
         yield util
 
 
+class VersionSeries:
+    """Metrics of one model version in one registry: every series gets its model and version labels."""
+
+    LABELS = ("model", "version")
+
+    def __init__(self, registry: CollectorRegistry, model: str, version: str) -> None:
+        self.registry = registry
+        self.values = (model, version)
+
+    def gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(name, documentation, self.LABELS, registry=self.registry).labels(*self.values)
+
+    def counter(self, name: str, documentation: str) -> Counter:
+        return Counter(name, documentation, self.LABELS, registry=self.registry).labels(*self.values)
+
+    def histogram(self, name: str, documentation: str, buckets: Sequence[float]) -> Histogram:
+        family = Histogram(name, documentation, self.LABELS, buckets=buckets, registry=self.registry)
+        return family.labels(*self.values)
+
+    def counters_by(self, name: str, documentation: str, *labels: str) -> Callable[..., Counter]:
+        """A counter per value of ``labels`` (an outcome, an endpoint): call it with those values."""
+        family = Counter(name, documentation, [*self.LABELS, *labels], registry=self.registry)
+        return lambda *values: family.labels(*self.values, *values)
+
+    def histograms_by(
+        self, name: str, documentation: str, buckets: Sequence[float], *labels: str
+    ) -> Callable[..., Histogram]:
+        family = Histogram(name, documentation, [*self.LABELS, *labels], buckets=buckets, registry=self.registry)
+        return lambda *values: family.labels(*self.values, *values)
+
+
 class ServiceMetrics:
     def __init__(self, model: str, version: str) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        names = ["model", "version"]
+        self.series = series = VersionSeries(self.registry, model, version)
         self._labels = {"model": model, "version": version}
-        self._requests = Counter(
+        self._requests = series.counters_by(
             "model_requests",
             "Requests by endpoint and outcome (ok, invalid, too_large, not_found, "
             "deadline_exceeded, overloaded, not_ready, fault, error)",
-            [*names, "endpoint", "outcome"],
-            registry=r,
+            "endpoint",
+            "outcome",
         )
-        self._latency = Histogram(
-            "model_request_duration_seconds",
-            "Server-side time of a prediction request",
-            [*names, "endpoint"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self._latency = series.histograms_by(
+            "model_request_duration_seconds", "Server-side time of a prediction request", _LATENCY_BUCKETS, "endpoint"
         )
-        self.queue_wait = Histogram(
-            "model_queue_wait_seconds",
-            "Time from queueing to the start of its batch",
-            names,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        ).labels(model, version)
-        self.inference = Histogram(
-            "model_inference_seconds",
-            "Time of one batch on the model (tokenize + forward + softmax)",
-            names,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        ).labels(model, version)
-        self.batch_size = Histogram(
-            "model_batch_size",
-            "Items per dispatched batch",
-            names,
-            buckets=_BATCH_BUCKETS,
-            registry=r,
-        ).labels(model, version)
-        self.expired = Counter(
-            "model_deadline_expired",
-            "Queued requests dropped uncomputed because their deadline passed",
-            names,
-            registry=r,
-        ).labels(model, version)
-        self.pending = Gauge(
-            "model_pending_requests", "Items queued or in the running batch", names, registry=r
-        ).labels(model, version)
-        self.in_progress = Gauge(
-            "model_requests_in_progress",
-            "Prediction requests received and not yet answered",
-            names,
-            registry=r,
-        ).labels(model, version)
-        self.load_seconds = Gauge(
-            "model_load_seconds", "Time to verify and load the weights", names, registry=r
-        ).labels(model, version)
-        self.warmup_seconds = Gauge("model_warmup_seconds", "Time of the warm-up batches", names, registry=r).labels(
-            model, version
+        self.queue_wait = series.histogram(
+            "model_queue_wait_seconds", "Time from queueing to the start of its batch", _LATENCY_BUCKETS
         )
-        self.ready = Gauge("model_ready", "1 when the service accepts predictions", names, registry=r).labels(
-            model, version
+        self.inference = series.histogram(
+            "model_inference_seconds", "Time of one batch on the model (tokenize + forward + softmax)", _LATENCY_BUCKETS
         )
-        ProcessCollector(registry=r)
+        self.batch_size = series.histogram("model_batch_size", "Items per dispatched batch", _BATCH_BUCKETS)
+        self.expired = series.counter(
+            "model_deadline_expired", "Queued requests dropped uncomputed because their deadline passed"
+        )
+        self.pending = series.gauge("model_pending_requests", "Items queued or in the running batch")
+        self.in_progress = series.gauge(
+            "model_requests_in_progress", "Prediction requests received and not yet answered"
+        )
+        self.load_seconds = series.gauge("model_load_seconds", "Time to verify and load the weights")
+        self.warmup_seconds = series.gauge("model_warmup_seconds", "Time of the warm-up batches")
+        self.ready = series.gauge("model_ready", "1 when the service accepts predictions")
+        ProcessCollector(registry=self.registry)
 
     def watch_device(self, device: torch.device) -> None:
         if device.type == "cuda":
@@ -150,10 +148,9 @@ class ServiceMetrics:
         self.pending.set_function(lambda: float(read()))
 
     def request(self, endpoint: str, outcome: str, seconds: float | None = None) -> None:
-        model, version = self._labels["model"], self._labels["version"]
-        self._requests.labels(model, version, endpoint, outcome).inc()
+        self._requests(endpoint, outcome).inc()
         if seconds is not None:
-            self._latency.labels(model, version, endpoint).observe(seconds)
+            self._latency(endpoint).observe(seconds)
 
     # BatchObserver
     def on_batch(self, size: int, queue_waits: Sequence[float], seconds: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -21,18 +22,28 @@ from control_plane.xds.envoy_binary import envoy_binary
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+def wait_for(
+    check: Callable[[], T | None],
+    timeout: float = 30.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.05,
+    process: Process | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``,
+    or at once if ``process`` (the thing being waited for) has exited."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{what}: the process exited; see {process.log_path}")
         try:
             result = check()
             if result:
                 return result
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, http.client.HTTPException, OSError) as exc:
             last_error = exc
-        time.sleep(0.05)
+        time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" ({last_error})" if last_error else ""))
 
 
@@ -117,28 +128,30 @@ class ControlPlane:
         self.url = f"http://127.0.0.1:{self.admin_port}"
         self.process: Process | None = None
 
-    def start(self) -> ControlPlane:
-        self.process = Process(
-            [
-                sys.executable,
-                "-m",
-                "control_plane",
-                "serve",
-                "--policies",
-                str(self.policies),
-                "--xds-port",
-                str(self.xds_port),
-                "--admin-port",
-                str(self.admin_port),
-                *self.extra_args,
-            ],
-            self.workdir / f"control-plane-{self.admin_port}.log",
+    def start(self, timeout: float = 30.0) -> ControlPlane:
+        command = commands.control_plane(
+            sys.executable,
+            policies=self.policies,
+            xds_address="127.0.0.1",
+            xds_port=self.xds_port,
+            admin_address="127.0.0.1",
+            admin_port=self.admin_port,
         )
-        wait_for(lambda: httpx.get(f"{self.url}/healthz").status_code == 200, what="control plane admin API")
+        self.process = Process([*command, *self.extra_args], self.workdir / f"control-plane-{self.admin_port}.log")
+        wait_for(
+            lambda: httpx.get(f"{self.url}/healthz").status_code == 200,
+            timeout,
+            "the control plane's admin API",
+            process=self.process,
+        )
         return self
 
-    def status(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/v1/status", timeout=5, headers=self.headers)
+    def log(self) -> str:
+        assert self.process is not None
+        return self.process.log()
+
+    def status(self, timeout: float = 5.0) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/v1/status", timeout=timeout, headers=self.headers)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
