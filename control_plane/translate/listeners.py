@@ -9,6 +9,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
+from envoy.type.matcher.v3 import regex_pb2
 
 from control_plane.ir import RoutingIntent
 from control_plane.translate.messages import ads_source, pack
@@ -47,7 +48,18 @@ def listener(intent: RoutingIntent) -> listener_pb2.Listener:
     ]
     manager.http_filters.add(
         name=BODY_PIN_FILTER,
-        typed_config=pack(j2m.JsonToMetadata(request_rules=j2m.JsonToMetadata.MatchRules(rules=rules))),
+        typed_config=pack(
+            j2m.JsonToMetadata(
+                # Clients send JSON under any Content-Type or none (tritonclient sends none,
+                # curl -d a form type); the model services parse it as JSON all the same,
+                # so a body pin must hold for all of them, not only application/json.
+                request_rules=j2m.JsonToMetadata.MatchRules(
+                    rules=rules,
+                    allow_empty_content_type=True,
+                    allow_content_types_regex=regex_pb2.RegexMatcher(regex=".*"),
+                )
+            )
+        ),
     )
     manager.http_filters.add(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
     return listener_pb2.Listener(

@@ -1,9 +1,6 @@
 """HTTP surface: v1 predict (single and batch), Open Inference Protocol v2,
-health, metrics and the fault-injection admin endpoint.
-
-Every error is JSON ``{"error": <message>, "code": <name>}`` (the KServe v2 error
-shape plus a stable code), whatever produced it: our checks, pydantic, routing,
-the batcher or the model.
+health, metrics and the fault-injection admin endpoint; ``create_app`` mounts
+the jobs routes only when the service has a Redis URL. Errors: ``errors.py``.
 """
 
 from __future__ import annotations
@@ -234,7 +231,7 @@ async def infer(body: InferRequest, request: Request, name: str, version: str | 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    jobs = getattr(request.app.state, "jobs", None)
+    jobs: JobSystem | None = request.app.state.jobs
     if jobs is not None:
         await jobs.refresh_metrics()
     return Response(service_of(request).metrics.render(), media_type=CONTENT_TYPE)

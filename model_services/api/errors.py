@@ -107,7 +107,14 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc.detail)
     if exc.status_code == 404:
         message = f"no route for {request.method} {request.url.path}"
+    if exc.status_code == 400 and message == _UNPARSABLE_BODY:
+        # FastAPI's answer to a body json.loads cannot even decode (not UTF-8 text):
+        # the same answer as for any other body that is not JSON.
+        return _error(request, 422, "invalid_request", "request body is not valid JSON (not UTF-8 text)")
     return _error(request, exc.status_code, codes.get(exc.status_code, "http_error"), message)
+
+
+_UNPARSABLE_BODY = "There was an error parsing the body"
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,6 +1,7 @@
 """Raw ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware, which costs
 a task and a memory stream per request): response headers, request ids, the
-body size limit and arrival announcements for the batcher."""
+body size limit, JSON bodies whatever their Content-Type, and arrival
+announcements for the batcher."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 REQUEST_ID = b"x-request-id"
 MODEL_VERSION = b"x-model-version"
+CONTENT_TYPE = b"content-type"
 
 
 def _sane_request_id(raw: bytes) -> str | None:
@@ -28,6 +30,28 @@ def _sane_request_id(raw: bytes) -> str | None:
 def _is_prediction(scope: Scope) -> bool:
     path: str = scope["path"]
     return scope["method"] == "POST" and (path.startswith("/v1/predict") or path.endswith("/infer"))
+
+
+def _takes_json(scope: Scope) -> bool:
+    """Inference calls: their body is JSON whatever the client says it is."""
+    return _is_prediction(scope) or (scope["method"] == "POST" and scope["path"] == "/v1/jobs")
+
+
+def _is_json_type(value: bytes) -> bool:
+    media = value.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _as_json(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Headers with ``content-type: application/json`` in place of a missing or other one.
+
+    The Triton and KServe clients send JSON with no Content-Type, and curl's ``-d``
+    labels it a form; Triton and KServe parse the body as JSON regardless, and so do
+    we. A body that is not JSON still gets a 422 that says so.
+    """
+    if any(key == CONTENT_TYPE and _is_json_type(value) for key, value in headers):
+        return headers
+    return [*(h for h in headers if h[0] != CONTENT_TYPE), (CONTENT_TYPE, b"application/json")]
 
 
 class ServiceMiddleware:
@@ -68,6 +92,8 @@ class ServiceMiddleware:
             )
             return
 
+        if _takes_json(scope):
+            scope["headers"] = _as_json(scope["headers"])
         if not _is_prediction(scope):
             await self.app(scope, receive, send_with_headers)
             return

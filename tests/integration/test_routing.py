@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.procs import wait_for
@@ -73,6 +75,11 @@ def test_header_and_body_pinning(stack: Stack) -> None:
         assert versions(stack.send(10, headers={"x-model-version": version})) == {version: 10}
         body = {"text": "This product is terrible", "model_version": version}
         assert versions(stack.send(10, json=body)) == {version: 10}
+        # The same body as tritonclient sends it (no Content-Type) and as curl -d does (a form type).
+        raw = json.dumps(body).encode()
+        assert versions(stack.send(5, content=raw)) == {version: 5}
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        assert versions(stack.send(5, content=raw, headers=form)) == {version: 5}
     unknown = stack.one(headers={"x-model-version": "sentiment-v9"})
     assert unknown.status_code == 404
     assert "sentiment-v9" not in unknown.text and "known versions" in unknown.json()["error"]

@@ -104,14 +104,16 @@ class Stack:
     def send(self, n: int, **request: Any) -> collections.Counter[tuple[int, str | None]]:
         """``n`` requests; counts of (status, version that answered)."""
         counts: collections.Counter[tuple[int, str | None]] = collections.Counter()
-        request.setdefault("json", {"text": "This product is terrible"})
+        if "content" not in request:
+            request.setdefault("json", {"text": "This product is terrible"})
         for _ in range(n):
             response = self.client.post("/v1/predict", **request)
             counts[(response.status_code, response.headers.get("x-model-version"))] += 1
         return counts
 
     def one(self, **request: Any) -> httpx.Response:
-        request.setdefault("json", {"text": "This product is terrible"})
+        if "content" not in request:
+            request.setdefault("json", {"text": "This product is terrible"})
         return self.client.post("/v1/predict", **request)
 
     def reset_counts(self) -> None:

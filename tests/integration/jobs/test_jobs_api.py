@@ -65,6 +65,9 @@ def test_submit_then_poll_until_completed(stack: tuple[RedisServer, Service]) ->
     assert job["model_version"] == result["model_version"] == "sentiment-v3"
     assert job["attempts"] == 1 and job["error"] is None
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]  # type: ignore[operator]
+    # JSON without a Content-Type (as tritonclient and plain scripts send it) is a job too.
+    untyped = service.client.post("/v1/jobs", content=json.dumps({"text": "fine"}).encode())
+    assert untyped.status_code == 202, untyped.text
 
 
 def test_unknown_job_and_bad_requests(stack: tuple[RedisServer, Service]) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,10 +84,45 @@ async def test_non_json_bodies(make_harness: Make) -> None:
         assert "not valid JSON" in r.json()["error"]
         r = await h.client.post("/v1/predict", content=b"text=hello")
         assert r.status_code == 422
-        assert r.json()["code"] == "invalid_request"
+        assert r.json()["code"] == "invalid_request" and "not valid JSON" in r.json()["error"]
         r = await h.client.post("/v1/predict")
         assert r.status_code == 422
         assert "missing" in r.json()["error"]
+
+
+# What clients put in Content-Type: nothing (tritonclient), curl -d's form type, text,
+# JSON with parameters, and anything else a client might say.
+CONTENT_TYPES = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/octet-stream",
+            "application/vnd.api+json",
+        ]
+    ),
+    st.from_regex(r"[a-z]{1,10}/[a-z0-9.+-]{1,15}", fullmatch=True),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content_type=CONTENT_TYPES)
+async def test_json_body_is_json_whatever_its_content_type(make_harness: Make, content_type: str | None) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    v2 = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["good", "bad"]}]}
+    async with make_harness() as h:
+        # httpx adds no Content-Type to raw content: the request is exactly what tritonclient sends.
+        r = await h.client.post("/v1/predict", content=json.dumps({"text": "good"}).encode(), headers=headers)
+        assert r.status_code == 200, r.text
+        r = await h.client.post("/v2/models/fake/infer", content=json.dumps(v2).encode(), headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == ["positive", "negative"]
+        r = await h.client.post("/v1/predict", content=b"\x00not json", headers=headers)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_request"
+        assert "not valid JSON" in r.json()["error"]
 
 
 async def test_batch_limits(make_harness: Make) -> None:
