@@ -4,8 +4,10 @@ Per model, routes are tried in this order (first match wins):
 
 1. header pin to a declared version; header pin to anything else -> 404
 2. body-field pin (dynamic metadata from json_to_metadata), same two routes
-3. the model's rules, in the order written
-4. the default split
+3. the Open Inference Protocol's versioned paths
+   (``/v2/models/<model>/versions/<version>/...``): to that version, or 404
+4. the model's rules, in the order written
+5. the default split
 
 Models are grouped into virtual hosts by domain, so the host lookup (a hash
 map in Envoy) picks the model. Envoy scans a virtual host's ``routes``
@@ -20,6 +22,7 @@ non-boundary hit still reaches the right model.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -202,6 +205,12 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
             match = _match(model, metadata=[_metadata(key, version.name)])
             routes.append(_pinned(model, f"pin-body/{version.name}", match, version.name))
         routes.append(_unknown_version(model, "pin-body/unknown", _match(model, metadata=[_metadata(key)])))
+    # The protocol names the version in the path; a router in front of versions honours it.
+    for version in model.versions:
+        match = _match(model, headers=[_path_matching(versioned_path(model, re.escape(version.name)))])
+        routes.append(_pinned(model, f"pin-path/{version.name}", match, version.name))
+    unknown = _match(model, headers=[_path_matching(versioned_path(model, "[^/?]+"))])
+    routes.append(_unknown_version(model, "pin-path/unknown", unknown))
     for rule in model.rules:
         headers = [_header(h) for h in rule.headers]
         length = content_length_matcher(rule)
@@ -217,6 +226,21 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
         for route in routes:  # no body pinning: do not buffer and parse this model's request bodies
             route.typed_per_filter_config[BODY_PIN_FILTER].CopyFrom(_FILTER_DISABLED)
     return tuple(routes)
+
+
+def versioned_path(model: Model, version_pattern: str) -> str:
+    """RE2 for the Open Inference Protocol's paths of one version of ``model`` (under its prefix):
+    the version's metadata, ``/ready`` and ``/infer``, with or without a query string."""
+    base = "" if model.path_prefix == "/" else model.path_prefix
+    return f"{re.escape(base)}/v2/models/{re.escape(model.name)}/versions/{version_pattern}(?:[/?].*)?"
+
+
+def _path_matching(regex: str) -> rc.HeaderMatcher:
+    # A header matcher on :path, not the route's own path match: that one is the model's
+    # prefix, which prefix_rewrite rewrites, and must stay the same on every route.
+    return rc.HeaderMatcher(
+        name=":path", string_match=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
+    )
 
 
 def content_length_matcher(rule: Rule) -> rc.HeaderMatcher | None:

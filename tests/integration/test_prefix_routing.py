@@ -145,6 +145,17 @@ def test_rules_and_pinning_inside_a_prefix_routed_model(stack: PrefixStack, path
     assert stack.client.post(path, json={"model_version": "nope"}).status_code == 404
 
 
+def test_versioned_paths_under_a_prefix_with_its_rewrite(stack: PrefixStack) -> None:
+    for version in ("s-v4", "s-v5"):  # both outside the split (s-v3: 100)
+        path = f"/sentiment/v2/models/sentiment/versions/{version}/infer"
+        assert stack.post(path) == (200, version, f"/v1/v2/models/sentiment/versions/{version}/infer")
+    unknown = stack.client.post("/sentiment/v2/models/sentiment/versions/s-v9/infer", json={})
+    assert unknown.status_code == 404 and "known versions: s-v3, s-v4, s-v5" in unknown.json()["error"]
+    # The root model's own versioned path, and the path of a model under a longer prefix.
+    assert stack.post("/v2/models/root/versions/root-v1/ready")[:2] == (200, "root-v1")
+    assert stack.post("/sentiment/next/v2/models/sentiment-next/versions/next-v1")[:2] == (200, "next-v1")
+
+
 def test_body_pinning_stays_off_for_models_without_it(stack: PrefixStack) -> None:
     # The filter is disabled on these routes, so the field is not even parsed.
     assert stack.post("/a/v1/predict", json={"model_version": "nope"})[:2] == (200, "a-v1")

@@ -86,6 +86,31 @@ def test_header_and_body_pinning(stack: Stack) -> None:
     assert stack.one(json={"text": "x", "model_version": "nope"}).status_code == 404
 
 
+def test_open_inference_protocol_versioned_paths_reach_that_version(stack: Stack) -> None:
+    stack.apply(stack.policy(traffic="{sentiment-v3: 90, sentiment-v4: 10}"))
+    for version in ("sentiment-v4", "sentiment-v5", "sentiment-v3"):
+        base = f"/v2/models/sentiment/versions/{version}"
+        for path in (f"{base}/infer", f"{base}/infer?x=1", f"{base}/ready", base):
+            for _ in range(5):
+                response = stack.client.post(path, json={"inputs": []})
+                assert response.status_code == 200 and response.headers["x-model-version"] == version, path
+                assert response.json()["path"] == path  # the model service sees the path unchanged
+    # Not a version path: the version segment must end where the name does.
+    near = stack.client.post("/v2/models/sentiment/versions/sentiment-v4x/infer", json={})
+    assert near.status_code == 404 and "known versions: sentiment-v3, sentiment-v4" in near.json()["error"]
+    unknown = stack.client.get("/v2/models/sentiment/versions/sentiment-v9/ready")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/json"
+    # Without a version the path follows the split.
+    got: dict[str | None, int] = {}
+    for _ in range(200):
+        response = stack.client.post("/v2/models/sentiment/infer", json={"inputs": []})
+        got[response.headers.get("x-model-version")] = got.get(response.headers.get("x-model-version"), 0) + 1
+    assert set(got) == PROD and got["sentiment-v3"] > got["sentiment-v4"], got
+    # Another model's versioned path is not this model's pin.
+    other = stack.client.post("/v2/models/other/versions/sentiment-v5/infer", json={})
+    assert other.headers["x-model-version"] in PROD
+
+
 def test_mirroring_reaches_shadow_at_percent_and_client_sees_production(stack: Stack) -> None:
     stack.apply(stack.policy(spec_extra="shadow: [{version: sentiment-v5, percent: 50}]"))
     stack.reset_counts()
