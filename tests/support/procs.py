@@ -53,14 +53,14 @@ class Process:
     ) -> None:
         self.args = args
         self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            args,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=new_session,  # its own process group, for signals to the whole group
-        )
+        with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                start_new_session=new_session,  # its own process group, for signals to the whole group
+            )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -73,7 +73,6 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
         return self.proc.returncode
 
     def log(self) -> str:
