@@ -5,17 +5,19 @@ the jobs routes only when the service has a Redis URL. Errors: ``errors.py``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from model_services import __version__
-from model_services.api import shadow_report
+from model_services.api import binary, shadow_report
 from model_services.api.checks import check_texts, check_version, deadline_of
 from model_services.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
 from model_services.api.middleware import ServiceMiddleware
@@ -35,6 +37,7 @@ from model_services.api.schemas import (
     PredictResponse,
     ServerMetadata,
     TensorMetadata,
+    inline_schema,
 )
 from model_services.serving.batcher import BatcherError
 from model_services.serving.metrics import CONTENT_TYPE
@@ -115,7 +118,7 @@ async def predict_batch(body: BatchPredictRequest, request: Request, response: R
 
 @router.get("/v2")
 async def server_metadata() -> ServerMetadata:
-    return ServerMetadata(name="switchyard-model-service", version=__version__, extensions=[])
+    return ServerMetadata(name="switchyard-model-service", version=__version__, extensions=[binary.EXTENSION])
 
 
 @router.get("/v2/health/live")
@@ -196,9 +199,39 @@ def _texts_from(body: InferRequest) -> list[str]:
     return flat
 
 
-@router.post("/v2/models/{name}/infer", response_model=InferResponse, responses=ERROR_RESPONSES)
-@router.post("/v2/models/{name}/versions/{version}/infer", response_model=InferResponse, responses=ERROR_RESPONSES)
-async def infer(body: InferRequest, request: Request, name: str, version: str | None = None) -> InferResponse:
+async def _infer_request(request: Request) -> tuple[InferRequest, bool]:
+    """The request, from plain JSON or from the binary extension's JSON header and data."""
+    raw = await request.body()
+    length = binary.header_length(request.headers.get(binary.HEADER), len(raw))
+    head = raw if length is None else raw[:length]
+    if not head:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required"}])
+    try:
+        body = InferRequest.model_validate_json(head)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+    if length is not None:
+        binary.attach_binary_inputs(body, raw[length:])
+    return body, length is not None
+
+
+# The body is read by hand (it may be binary after its JSON header), so its schema is given here.
+_INFER_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": inline_schema(InferRequest)}}}
+}
+
+
+@router.post(
+    "/v2/models/{name}/infer", response_model=InferResponse, responses=ERROR_RESPONSES, openapi_extra=_INFER_BODY
+)
+@router.post(
+    "/v2/models/{name}/versions/{version}/infer",
+    response_model=InferResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=_INFER_BODY,
+)
+async def infer(request: Request, name: str, version: str | None = None) -> Response:
+    body, _ = await _infer_request(request)
     service = service_of(request)
     _model_or_404(service, name, version)
     texts = _texts_from(body)
@@ -221,11 +254,20 @@ async def infer(body: InferRequest, request: Request, name: str, version: str | 
         ),
     }
     service.metrics.request("infer", "ok", elapsed(request))
-    return InferResponse(
-        model_name=service.name,
-        model_version=service.version,
-        id=body.id,
-        outputs=[outputs[o] for o in (wanted or known)],
+    chosen = [outputs[o] for o in (wanted or known)]
+    as_binary = binary.binary_outputs(body, [o.name for o in chosen])
+    shown, data = binary.split_outputs(chosen, as_binary)
+    answer: dict[str, Any] = {"model_name": service.name, "model_version": service.version}
+    if body.id is not None:
+        answer["id"] = body.id
+    answer["outputs"] = shown
+    header = json.dumps(answer, separators=(",", ":")).encode()
+    if not as_binary:
+        return Response(header, media_type="application/json")
+    return Response(
+        header + data,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
     )
 
 

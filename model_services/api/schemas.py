@@ -77,7 +77,8 @@ class InferInput(BaseModel):
     name: StrictStr
     shape: list[int]
     datatype: StrictStr
-    data: list[Any]
+    # Absent when the tensor travels as binary data after the JSON (parameters.binary_data_size).
+    data: list[Any] = Field(default_factory=list)
     parameters: dict[str, Any] | None = None
 
 
@@ -98,6 +99,7 @@ class InferOutput(BaseModel):
     shape: list[int]
     datatype: Literal["BYTES", "FP32"]
     data: list[Any]
+    parameters: dict[str, Any] | None = None
 
 
 class InferResponse(BaseModel):
@@ -118,3 +120,23 @@ class FaultResponse(BaseModel):
     error_rate: float
     latency_ms: float
     match: str | None = None
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON Schema with its ``$defs`` written in place, for an OpenAPI ``requestBody``
+    (where ``#/$defs/...`` would point into the OpenAPI document, not the schema)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
