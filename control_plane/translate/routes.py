@@ -22,7 +22,6 @@ non-boundary hit still reaches the right model.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -207,10 +206,13 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
         routes.append(_unknown_version(model, "pin-body/unknown", _match(model, metadata=[_metadata(key)])))
     # The protocol names the version in the path; a router in front of versions honours it.
     for version in model.versions:
-        match = _match(model, headers=[_path_matching(versioned_path(model, re.escape(version.name)))])
-        routes.append(_pinned(model, f"pin-path/{version.name}", match, version.name))
-    unknown = _match(model, headers=[_path_matching(versioned_path(model, "[^/?]+"))])
-    routes.append(_unknown_version(model, "pin-path/unknown", unknown))
+        path = versioned_path(model, version.name)
+        route = _pinned(model, f"pin-path/{version.name}", rc.RouteMatch(path_separated_prefix=path), version.name)
+        if model.rewrite_prefix is not None:  # the rewrite maps the model's prefix, so this longer one too
+            route.route.prefix_rewrite = model.rewrite_prefix.rstrip("/") + path.removeprefix(_base(model))
+        routes.append(route)
+    any_version = rc.RouteMatch(prefix=versioned_path(model, ""))
+    routes.append(_unknown_version(model, "pin-path/unknown", any_version))
     for rule in model.rules:
         headers = [_header(h) for h in rule.headers]
         length = content_length_matcher(rule)
@@ -228,19 +230,18 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
     return tuple(routes)
 
 
-def versioned_path(model: Model, version_pattern: str) -> str:
-    """RE2 for the Open Inference Protocol's paths of one version of ``model`` (under its prefix):
-    the version's metadata, ``/ready`` and ``/infer``, with or without a query string."""
-    base = "" if model.path_prefix == "/" else model.path_prefix
-    return f"{re.escape(base)}/v2/models/{re.escape(model.name)}/versions/{version_pattern}(?:[/?].*)?"
+def versioned_path(model: Model, version: str) -> str:
+    """The Open Inference Protocol's path of one version of ``model``, under its prefix.
+
+    Matched as a path-separated prefix: the version's metadata, ``/ready`` and
+    ``/infer``, with or without a query. No regex: Envoy limits each RE2 program's
+    size, and names up to 63 characters would approach that limit.
+    """
+    return f"{_base(model)}/v2/models/{model.name}/versions/{version}"
 
 
-def _path_matching(regex: str) -> rc.HeaderMatcher:
-    # A header matcher on :path, not the route's own path match: that one is the model's
-    # prefix, which prefix_rewrite rewrites, and must stay the same on every route.
-    return rc.HeaderMatcher(
-        name=":path", string_match=string_pb2.StringMatcher(safe_regex=regex_pb2.RegexMatcher(regex=regex))
-    )
+def _base(model: Model) -> str:
+    return "" if model.path_prefix == "/" else model.path_prefix
 
 
 def content_length_matcher(rule: Rule) -> rc.HeaderMatcher | None:

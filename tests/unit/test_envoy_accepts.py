@@ -62,3 +62,23 @@ def test_the_check_can_fail() -> None:
     broken = replace(intent, models=(replace(model, rules=(rule,)),))
     error = envoy_rejects(translate(broken))
     assert error is not None and "RE2 program size" in error
+
+
+def test_envoy_accepts_names_at_their_longest() -> None:
+    """Names are used in generated matchers (versioned paths, clusters, route names);
+    at 63 characters, the longest a name may be, Envoy must still take them all."""
+    model, v1, v2 = "m" * 63, "a" + "1" * 62, "b" + "2" * 62
+    text = f"""\
+apiVersion: switchyard/v1
+kind: ModelRoute
+metadata: {{name: {model}}}
+spec:
+  path_prefix: /{model}
+  rewrite_prefix: /
+  versions:
+    {v1}: {{endpoints: ["127.0.0.1:9001"]}}
+    {v2}: {{endpoints: ["127.0.0.1:9002"]}}
+  traffic: {{{v1}: 90, {v2}: 10}}
+  pinning: {{header: x-model-version, body_field: model_version}}
+"""
+    assert envoy_rejects(translate(to_intent(load_texts({"p.yaml": text})))) is None
