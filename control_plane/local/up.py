@@ -320,7 +320,10 @@ def run_up(args: argparse.Namespace) -> int:
         stop.set()
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: a process started in the background by a script inherits
+    # SIGINT ignored, and Python then installs no handler of its own (Ctrl-C did nothing).
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         stack.start(policies, overrides)
         stack.wait_ready()

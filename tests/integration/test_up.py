@@ -60,7 +60,14 @@ def test_up_runs_the_system_recovers_a_replica_and_stops_cleanly(tmp_path: Path,
         "--envoy-admin-port", str(free_port()),
     ]  # fmt: skip
     with log.open("wb") as out:
-        up = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        # Started as a script's background job is: with SIGINT ignored, which `up` must undo.
+        up = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
     try:
 
         def ready() -> bool:
@@ -111,7 +118,12 @@ def test_up_runs_the_system_recovers_a_replica_and_stops_cleanly(tmp_path: Path,
         assert httpx.post(url, json={"text": "fine"}, timeout=10).status_code == 200
     finally:
         up.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        code = up.wait(timeout=120)
+        try:
+            code = up.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            up.kill()  # its children follow (they die with their parent)
+            up.wait()
+            raise AssertionError(f"`switchyard up` ignored SIGINT:\n{log.read_text()[-3000:]}") from None
     assert code == 0, log.read_text()[-3000:]
     assert "no process left behind" in log.read_text()
     deadline = time.monotonic() + 10
