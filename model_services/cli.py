@@ -34,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
             model_dir=args.model_dir,
             host=args.host,
             port=args.port,
+            grpc_port=args.grpc_port,
             max_batch_size=args.max_batch_size,
             max_delay_ms=args.max_delay_ms,
             max_queue_size=args.max_queue_size,
@@ -119,6 +120,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--model-dir", type=Path, required=True, help="<store>/<name>/<version>")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument(
+        "--grpc-port", type=int, default=None, help="also serve the Open Inference Protocol over gRPC on this port"
+    )
     s.add_argument("--max-batch-size", type=int, default=32, help="1 turns batching off")
     s.add_argument(
         "--max-delay-ms",

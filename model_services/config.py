@@ -13,6 +13,8 @@ class ServeConfig:
     model_dir: Path
     host: str = "127.0.0.1"
     port: int = 8000
+    # The Open Inference Protocol over gRPC (api/grpc_service.py) on this port; None: off.
+    grpc_port: int | None = None
     # Dynamic batching (see serving/batcher.py). max_batch_size=1 turns batching off.
     max_batch_size: int = 32
     max_delay_ms: float = 5.0
@@ -74,6 +76,7 @@ class ServeConfig:
             "fault_latency_ms >= 0": self.fault_latency_ms >= 0,
             "drain_grace_s >= 0": self.drain_grace_s >= 0,
             "num_threads >= 1": self.num_threads is None or self.num_threads >= 1,
+            "1 <= grpc_port <= 65535": self.grpc_port is None or 1 <= self.grpc_port <= 65535,
             "device in auto, cpu, cuda": self.device in ("auto", "cpu", "cuda"),
             "worker in process, thread": self.worker in ("process", "thread"),
         }

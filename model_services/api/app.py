@@ -6,7 +6,6 @@ the jobs routes only when the service has a Redis URL. Errors: ``errors.py``.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from model_services import __version__
-from model_services.api import binary, shadow_report
-from model_services.api.checks import check_texts, check_version, deadline_of
+from model_services.api import binary, grpc_service, shadow_report, v2
+from model_services.api.checks import check_texts, check_version, deadline_from
 from model_services.api.errors import ERROR_RESPONSES, ApiError, install_error_handlers
 from model_services.api.middleware import ServiceMiddleware
 from model_services.api.near_miss import warning_header
@@ -29,14 +28,12 @@ from model_services.api.schemas import (
     BatchPredictResponse,
     FaultRequest,
     FaultResponse,
-    InferOutput,
     InferRequest,
     InferResponse,
     ModelMetadata,
     PredictRequest,
     PredictResponse,
     ServerMetadata,
-    TensorMetadata,
     inline_schema,
 )
 from model_services.serving.batcher import BatcherError
@@ -49,7 +46,7 @@ if TYPE_CHECKING:
 
 async def _predict(request: Request, texts: list[str]) -> list[Prediction]:
     service = service_of(request)
-    deadline = deadline_of(request, service)
+    deadline = deadline_from(request.headers, service)
     arrival = getattr(request.state, "arrival", None)
     if arrival is not None:
         arrival.done()  # from here the batcher sees the request in its queue
@@ -59,17 +56,6 @@ async def _predict(request: Request, texts: list[str]) -> list[Prediction]:
         raise
     except Exception as exc:
         raise ApiError(500, "inference_error", f"inference failed: {exc}") from exc
-
-
-def _model_or_404(service: ModelService, name: str, version: str | None) -> None:
-    if name != service.name:
-        raise ApiError(
-            404,
-            "model_not_found",
-            f"unknown model {name!r}; this service serves {service.name!r}",
-        )
-    if version is not None:
-        check_version(service, version)
 
 
 router = APIRouter()
@@ -139,64 +125,23 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if service.ready else 503)
 
 
-def _metadata(service: ModelService) -> ModelMetadata:
-    n = -1
-    return ModelMetadata(
-        name=service.name,
-        versions=[service.version],
-        platform="pytorch",
-        inputs=[TensorMetadata(name="text", datatype="BYTES", shape=[n])],
-        outputs=[
-            TensorMetadata(name="label", datatype="BYTES", shape=[n]),
-            TensorMetadata(name="confidence", datatype="FP32", shape=[n]),
-            TensorMetadata(name="probabilities", datatype="FP32", shape=[n, len(service.labels)]),
-        ],
-        parameters={
-            "labels": list(service.labels),
-            "architecture": service.architecture,
-            "max_batch_size": service.config.max_batch_size,
-        },
-    )
-
-
 @router.get("/v2/models/{name}", responses=ERROR_RESPONSES)
 @router.get("/v2/models/{name}/versions/{version}", responses=ERROR_RESPONSES)
 async def model_metadata(request: Request, name: str, version: str | None = None) -> ModelMetadata:
     service = service_of(request)
-    _model_or_404(service, name, version)
-    return _metadata(service)
+    v2.check_model(service, name, version)
+    return v2.metadata(service)
 
 
 @router.get("/v2/models/{name}/ready", responses=ERROR_RESPONSES)
 @router.get("/v2/models/{name}/versions/{version}/ready", responses=ERROR_RESPONSES)
 async def model_ready(request: Request, name: str, version: str | None = None) -> JSONResponse:
     service = service_of(request)
-    _model_or_404(service, name, version)
+    v2.check_model(service, name, version)
     body = {"name": service.name, "version": service.version, "ready": service.ready}
     # The spec asks for "a non-200" when not ready; 503 like /v2/health/ready,
     # so probes and load balancers read both the same way.
     return JSONResponse(body, status_code=200 if service.ready else 503)
-
-
-def _texts_from(body: InferRequest) -> list[str]:
-    if len(body.inputs) != 1:
-        raise ApiError(422, "invalid_input", "expected exactly one input: a BYTES tensor of texts")
-    tensor = body.inputs[0]
-    if tensor.datatype != "BYTES":
-        raise ApiError(422, "invalid_input", f"input {tensor.name!r} must be BYTES, not {tensor.datatype}")
-    # The protocol allows nested (row-major) data; texts are one string per element.
-    flat: list[Any] = []
-    for item in tensor.data:
-        flat.extend(item if isinstance(item, list) else [item])
-    if not all(isinstance(x, str) for x in flat):
-        raise ApiError(422, "invalid_input", f"input {tensor.name!r} data must be strings")
-    if any(d < 0 for d in tensor.shape) or math.prod(tensor.shape) != len(flat):
-        raise ApiError(
-            422,
-            "invalid_input",
-            f"input {tensor.name!r} has shape {tensor.shape} but {len(flat)} elements",
-        )
-    return flat
 
 
 async def _infer_request(request: Request) -> tuple[InferRequest, bool]:
@@ -233,28 +178,12 @@ _INFER_BODY = {
 async def infer(request: Request, name: str, version: str | None = None) -> Response:
     body, _ = await _infer_request(request)
     service = service_of(request)
-    _model_or_404(service, name, version)
-    texts = _texts_from(body)
-    check_texts(service, texts, field=f"inputs[0] ({body.inputs[0].name})")
-    wanted = [o.name for o in body.outputs] if body.outputs else None
-    known = ("label", "confidence", "probabilities")
-    unknown = sorted(set(wanted or ()) - set(known))
-    if unknown:
-        raise ApiError(422, "invalid_output", f"unknown outputs {unknown}; choose from {known}")
+    v2.check_model(service, name, version)
+    texts = v2.texts_of(service, body)
+    wanted = v2.requested_outputs(body)
     preds = await _predict(request, texts)
-    n, k = len(preds), len(service.labels)
-    outputs = {
-        "label": InferOutput(name="label", shape=[n], datatype="BYTES", data=[p.label for p in preds]),
-        "confidence": InferOutput(name="confidence", shape=[n], datatype="FP32", data=[p.confidence for p in preds]),
-        "probabilities": InferOutput(
-            name="probabilities",
-            shape=[n, k],
-            datatype="FP32",
-            data=[x for p in preds for x in p.probabilities],
-        ),
-    }
     service.metrics.request("infer", "ok", elapsed(request))
-    chosen = [outputs[o] for o in (wanted or known)]
+    chosen = v2.outputs(service, preds, wanted)
     as_binary = binary.binary_outputs(body, [o.name for o in chosen])
     shown, data = binary.split_outputs(chosen, as_binary)
     answer: dict[str, Any] = {"model_name": service.name, "model_version": service.version}
@@ -322,6 +251,7 @@ def create_app(service: ModelService) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        grpc_server = None if service.config.grpc_port is None else await grpc_service.serve(service)
         if app.state.shadow_reporter is not None:
             app.state.shadow_reporter.start()
         if jobs is not None:
@@ -329,7 +259,10 @@ def create_app(service: ModelService) -> FastAPI:
         try:
             yield
         finally:
-            # Jobs first: in-flight ones still need the batcher to finish and be stored.
+            # gRPC calls in flight finish first (their deadlines bound the wait), then
+            # jobs: both still need the batcher, which service.stop() empties last.
+            if grpc_server is not None:
+                await grpc_server.stop(grace=service.config.request_timeout_ms / 1000.0)
             if jobs is not None:
                 await jobs.stop()
             await service.stop()

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-
-from fastapi import Request
+from collections.abc import Mapping, Sequence
 
 from model_services.api.errors import ApiError
 from model_services.serving.service import ModelService
 
 
-def deadline_of(request: Request, service: ModelService) -> float:
+def deadline_from(headers: Mapping[str, str], service: ModelService) -> float:
+    """When the answer is due (monotonic clock), from a request's headers or the service default."""
     timeout_ms = service.config.request_timeout_ms
     # Our own header wins; Envoy announces its route timeout in the other one.
     for header in ("x-request-timeout-ms", "x-envoy-expected-rq-timeout-ms"):
-        raw = request.headers.get(header)
+        raw = headers.get(header)
         if raw is None:
             continue
         try:

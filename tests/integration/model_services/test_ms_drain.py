@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc.aio as triton
+
+from control_plane.local.up import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -106,3 +110,30 @@ async def test_drain_grace_reports_unready_and_keeps_serving(
             assert late.status_code == 200
             assert [r.status_code for r in await asyncio.gather(*calls)] == [200] * n
         assert await asyncio.to_thread(server.wait, 60) == 0
+
+
+async def test_sigterm_answers_every_accepted_grpc_call(
+    model_store: Path, tmp_path: Path, serve: Callable[..., Any]
+) -> None:
+    """The same drain for the gRPC protocol: calls in flight at SIGTERM are answered, exit 0."""
+    n = 24
+    grpc_port = free_port()
+    model_dir = model_store / "sentiment" / "sentiment-v3"
+    args = ("--max-batch-size", "4", "--fault-latency-ms", "300", "--grpc-port", str(grpc_port))
+    with serve(model_dir, tmp_path / "log", *args) as server:
+        client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        try:
+            tensors = []
+            for i in range(n):
+                tensor = triton.InferInput("text", [1], "BYTES")
+                tensor.set_data_from_numpy(np.array([f"review {i}: great battery".encode()], dtype=np.object_))
+                tensors.append(tensor)
+            calls = [asyncio.ensure_future(client.infer("sentiment", [t])) for t in tensors]
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+                await _wait_in_progress(http, n)
+            server.terminate()
+            results = await asyncio.gather(*calls)
+        finally:
+            await client.close()
+        assert all(r.get_response().model_version == "sentiment-v3" for r in results)
+        assert await asyncio.to_thread(server.wait, 60) == 0, server.output()

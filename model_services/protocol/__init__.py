@@ -1,0 +1,22 @@
+"""The Open Inference Protocol's gRPC definition, shared by both sides of the router.
+
+``grpc_predict_v2.proto`` is the source; ``grpc_predict_v2.binpb`` is its compiled
+descriptor set (``python -m model_services.protocol.compile`` writes it). Model
+services build their message classes from it (``messages.py``); the control plane
+hands the same bytes to Envoy, whose gRPC field extraction reads the model name out
+of each call. This package imports nothing else of ``model_services``, so the
+control-plane image carries it alone.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+PACKAGE = "inference"
+SERVICE = f"{PACKAGE}.GRPCInferenceService"
+DESCRIPTOR_SET = "grpc_predict_v2.binpb"
+
+
+def descriptor_set() -> bytes:
+    """The compiled ``FileDescriptorSet`` of ``grpc_predict_v2.proto``."""
+    return resources.files(__package__).joinpath(DESCRIPTOR_SET).read_bytes()
