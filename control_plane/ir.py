@@ -27,6 +27,7 @@ class Endpoint:
 class Version:
     name: str
     endpoints: tuple[Endpoint, ...]
+    grpc_endpoints: tuple[Endpoint, ...] = ()  # empty: the version serves no gRPC
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,11 @@ class Model:
         if not self._hash:
             object.__setattr__(self, "_hash", hash(tuple(getattr(self, name) for name in _MODEL_FIELDS)))
         return self._hash
+
+    @property
+    def grpc(self) -> bool:
+        """Whether the model serves the gRPC inference protocol (every version or none does)."""
+        return bool(self.versions[0].grpc_endpoints)
 
     def version(self, name: str) -> Version:
         for version in self.versions:

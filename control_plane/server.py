@@ -40,6 +40,7 @@ class _OverridesFile(pydantic.BaseModel):
 
     listen: str | None = None  # "host:port"
     endpoints: dict[str, dict[str, list[str]]] = pydantic.Field(default_factory=dict)
+    grpc_endpoints: dict[str, dict[str, list[str]]] = pydantic.Field(default_factory=dict)
 
 
 def load_overrides(path: Path) -> LocalOverrides:
@@ -50,13 +51,14 @@ def load_overrides(path: Path) -> LocalOverrides:
         if data.listen is not None:
             parsed = parse_endpoint(data.listen)
             listener = ir.Listener(parsed.host, parsed.port)
-        for versions in data.endpoints.values():
-            for endpoints in versions.values():
-                for endpoint in endpoints:
-                    parse_endpoint(endpoint)
+        for overridden in (data.endpoints, data.grpc_endpoints):
+            for versions in overridden.values():
+                for endpoints in versions.values():
+                    for endpoint in endpoints:
+                        parse_endpoint(endpoint)
     except (OSError, yaml.YAMLError, pydantic.ValidationError, ValueError) as exc:
         raise ValueError(f"{path}: bad overrides file: {exc}") from exc
-    return LocalOverrides(listener, data.endpoints)
+    return LocalOverrides(listener, data.endpoints, data.grpc_endpoints)
 
 
 def _listen(address: str, port: int) -> socket.socket:

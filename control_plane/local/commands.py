@@ -38,7 +38,10 @@ def model_service(
     port: int,
     report_url: str | None = None,
     redis_url: str | None = None,
+    grpc_port: int | None = None,
 ) -> list[str]:
+    # --grpc-port: the Open Inference Protocol over gRPC too, for models that route it.
+    grpc = ["--grpc-port", str(grpc_port)] if grpc_port is not None else []
     # --report-url: answers go to the control plane's shadow collector (off the request path).
     report = ["--report-url", report_url] if report_url else []
     # --redis-url enables async jobs (/v1/jobs); without it they answer 503.
@@ -49,6 +52,7 @@ def model_service(
         "--max-delay-ms", str(spec.max_delay_ms),
         "--device", spec.device,
         "--drain-grace-s", str(DRAIN_GRACE_S),
+        *grpc,
         *report,
         *jobs,
         *spec.args,

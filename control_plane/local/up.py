@@ -37,6 +37,7 @@ class Replica:
     index: int
     port: int
     child_name: str
+    grpc_port: int | None = None  # for models whose route declares grpc_endpoints
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -140,17 +141,27 @@ class LocalStack:
     def plan(self, policies: PolicySet) -> Path:
         """Pick a port per replica and write the overrides the control plane applies."""
         endpoints: dict[str, dict[str, list[str]]] = {}
+        grpc_endpoints: dict[str, dict[str, list[str]]] = {}
+        with_grpc = {
+            m.value.metadata.name
+            for m in policies.models
+            if any(v.grpc_endpoints is not None for v in m.value.spec.versions.values())
+        }
         for located in policies.fleets:
             fleet = located.value
             model = fleet.metadata.name
             for version, spec in fleet.spec.versions.items():
                 for index in range(spec.replicas):
                     port = free_port()
+                    grpc_port = free_port() if model in with_grpc else None
                     name = f"{version}-{index + 1}"
-                    self.replicas.append(Replica(model, version, index, port, name))
+                    self.replicas.append(Replica(model, version, index, port, name, grpc_port))
                     endpoints.setdefault(model, {}).setdefault(version, []).append(f"127.0.0.1:{port}")
+                    if grpc_port is not None:
+                        grpc_endpoints.setdefault(model, {}).setdefault(version, []).append(f"127.0.0.1:{grpc_port}")
         path = self.state / "overrides.yaml"
-        path.write_text(yaml.safe_dump({"listen": self.listen, "endpoints": endpoints}, sort_keys=False))
+        overrides = {"listen": self.listen, "endpoints": endpoints, "grpc_endpoints": grpc_endpoints}
+        path.write_text(yaml.safe_dump(overrides, sort_keys=False))
         return path
 
     # -- running ----------------------------------------------------------------------
@@ -182,6 +193,7 @@ class LocalStack:
                     spec=spec,
                     host="127.0.0.1",
                     port=replica.port,
+                    grpc_port=replica.grpc_port,
                     report_url=f"{self.admin_url}/v1/shadow/reports",  # shadow comparison
                 ),
                 env={"HF_HUB_OFFLINE": "1"},

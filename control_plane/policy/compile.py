@@ -34,7 +34,7 @@ def to_intent(
 
 def overridden_model(route: ModelRoute, overrides: LocalOverrides) -> ir.Model:
     """One document's IR with the local endpoint overrides applied."""
-    return with_endpoints(to_model(route), overrides.endpoints)
+    return with_endpoints(to_model(route), overrides)
 
 
 def to_model(route: ModelRoute) -> ir.Model:
@@ -49,7 +49,10 @@ def to_model(route: ModelRoute) -> ir.Model:
         hosts=tuple(spec.hosts),
         path_prefix=spec.path_prefix,
         rewrite_prefix=spec.rewrite_prefix,
-        versions=tuple(ir.Version(name, tuple(_endpoint(e) for e in v.endpoints)) for name, v in spec.versions.items()),
+        versions=tuple(
+            ir.Version(name, _endpoints(v.endpoints), _endpoints(v.grpc_endpoints or ()))
+            for name, v in spec.versions.items()
+        ),
         split=_split(traffic),
         mirrors=_mirrors(spec.shadow),
         rules=tuple(
@@ -89,19 +92,26 @@ class LocalOverrides:
 
     listener: ir.Listener | None = None
     endpoints: EndpointOverrides = field(default_factory=dict)
+    grpc_endpoints: EndpointOverrides = field(default_factory=dict)  # only for models that declare gRPC
 
 
-def with_endpoints(model: ir.Model, overrides: EndpointOverrides) -> ir.Model:
+def with_endpoints(model: ir.Model, overrides: LocalOverrides) -> ir.Model:
     """``model`` with the endpoints of overridden versions replaced.
 
     `switchyard up` runs replicas on ports it picks and points the policy's
     versions at them, while the policy file keeps the endpoints containers use.
+    A model that declares no gRPC endpoints keeps serving none.
     """
-    by_version = overrides.get(model.name)
-    if not by_version:
+    http = overrides.endpoints.get(model.name) or {}
+    grpc = (overrides.grpc_endpoints.get(model.name) or {}) if model.grpc else {}
+    if not http and not grpc:
         return model
     versions = tuple(
-        replace(v, endpoints=tuple(_endpoint(e) for e in by_version[v.name])) if v.name in by_version else v
+        replace(
+            v,
+            endpoints=_endpoints(http[v.name]) if v.name in http else v.endpoints,
+            grpc_endpoints=_endpoints(grpc[v.name]) if v.name in grpc else v.grpc_endpoints,
+        )
         for v in model.versions
     )
     return replace(model, versions=versions)
@@ -121,6 +131,10 @@ def _canary(c: CanarySpec) -> ir.Canary:
         progress_deadline_ms=c.progress_deadline,
         pause_deadline_ms=c.pause_deadline,
     )
+
+
+def _endpoints(texts: Sequence[str]) -> tuple[ir.Endpoint, ...]:
+    return tuple(_endpoint(text) for text in texts)
 
 
 def _endpoint(text: str) -> ir.Endpoint:

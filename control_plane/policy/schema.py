@@ -89,8 +89,14 @@ def _check_endpoint(value: str) -> str:
     return value
 
 
+EndpointText = Annotated[str, AfterValidator(_check_endpoint)]
+
+
 class VersionSpec(Strict):
-    endpoints: list[Annotated[str, AfterValidator(_check_endpoint)]] = Field(min_length=1)
+    endpoints: list[EndpointText] = Field(min_length=1)
+    # The same replicas' gRPC ports (Open Inference Protocol over HTTP/2); declared
+    # for every version of a model or for none, so a gRPC call can follow any split.
+    grpc_endpoints: list[EndpointText] | None = Field(default=None, min_length=1)
 
 
 class ShadowSpec(Strict):

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from control_plane.policy.errors import FieldPath
 from control_plane.policy.schema import ModelRoute, ShadowSpec
+from model_services.protocol import PATH_PREFIX as GRPC_PATH_PREFIX
 
 Problem = tuple[FieldPath, str]
 
@@ -23,6 +24,21 @@ def check_model(route: ModelRoute) -> Iterator[Problem]:
     else:
         yield from _check_split(("spec", "traffic"), spec.traffic, declared)
         yield from _check_shadows(("spec", "shadow"), spec.shadow, spec.traffic, declared)
+    with_grpc = [name for name, v in spec.versions.items() if v.grpc_endpoints is not None]
+    if with_grpc and len(with_grpc) != len(spec.versions):
+        for name in spec.versions.keys() - set(with_grpc):
+            yield (
+                ("spec", "versions", name),
+                (
+                    f"grpc_endpoints is missing: {', '.join(with_grpc)} declare it, and a model serves gRPC"
+                    " from every version or from none (a split or pin may send a call to any of them)"
+                ),
+            )
+    if spec.path_prefix.startswith(GRPC_PATH_PREFIX.rstrip("/")):
+        yield (
+            ("spec", "path_prefix"),
+            f"{spec.path_prefix!r} is taken: paths under {GRPC_PATH_PREFIX} are the gRPC inference service's",
+        )
     if spec.canary is not None:
         for key in ("candidate", "baseline"):
             version = getattr(spec.canary, key)

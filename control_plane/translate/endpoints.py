@@ -1,17 +1,18 @@
-"""IR model version -> Envoy ClusterLoadAssignment."""
+"""IR endpoints -> Envoy ClusterLoadAssignment."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
-from control_plane.ir import Model, Version
-from control_plane.translate.names import cluster_name
+from control_plane.ir import Endpoint
 
 
-def load_assignment(model: Model, version: Version) -> endpoint_pb2.ClusterLoadAssignment:
+def load_assignment(cluster: str, endpoints: Iterable[Endpoint]) -> endpoint_pb2.ClusterLoadAssignment:
     return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=cluster_name(model.name, version.name),
+        cluster_name=cluster,
         endpoints=[
             endpoint_components_pb2.LocalityLbEndpoints(
                 lb_endpoints=[
@@ -22,7 +23,7 @@ def load_assignment(model: Model, version: Version) -> endpoint_pb2.ClusterLoadA
                             )
                         )
                     )
-                    for e in version.endpoints
+                    for e in endpoints
                 ]
             )
         ],

@@ -12,6 +12,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.type.matcher.v3 import regex_pb2
 
 from control_plane.ir import RoutingIntent
+from control_plane.translate.grpc_filters import grpc_routing_filters
 from control_plane.translate.messages import ads_source, pack
 from control_plane.translate.names import (
     BODY_PIN_FILTER,
@@ -61,6 +62,8 @@ def listener(intent: RoutingIntent) -> listener_pb2.Listener:
             )
         ),
     )
+    # Always installed too, for the same reason; they pass everything but gRPC inference calls.
+    manager.http_filters.extend(grpc_routing_filters())
     manager.http_filters.add(name="envoy.filters.http.router", typed_config=pack(router_pb2.Router()))
     return listener_pb2.Listener(
         name=LISTENER_NAME,

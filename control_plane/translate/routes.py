@@ -1,6 +1,6 @@
 """IR -> the Envoy RouteConfiguration.
 
-Per model, routes are tried in this order (first match wins):
+Per model, HTTP routes are tried in this order (first match wins):
 
 1. header pin to a declared version; header pin to anything else -> 404
 2. body-field pin (dynamic metadata from json_to_metadata), same two routes
@@ -8,6 +8,12 @@ Per model, routes are tried in this order (first match wins):
    (``/v2/models/<model>/versions/<version>/...``): to that version, or 404
 4. the model's rules, in the order written
 5. the default split
+
+gRPC inference calls (``/inference.GRPCInferenceService/...``) are matched first,
+on the model and version the call names (headers set by ``grpc_filters``):
+header pin, the call's version, rules, default split, each to the versions'
+gRPC clusters; a call naming no model (server health and metadata) goes to the
+host's first gRPC model.
 
 Models are grouped into virtual hosts by domain, so the host lookup (a hash
 map in Envoy) picks the model. Envoy scans a virtual host's ``routes``
@@ -24,6 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -38,12 +45,17 @@ from control_plane.translate.fragments import EmbeddedField, serialized
 from control_plane.translate.messages import duration, pack
 from control_plane.translate.names import (
     BODY_PIN_FILTER,
+    GRPC_MODEL_HEADER,
+    GRPC_VERSION_HEADER,
     METADATA_NAMESPACE,
     ROUTE_CONFIG_NAME,
     body_pin_key,
     cluster_name,
+    grpc_cluster_name,
 )
 from control_plane.translate.weights import effective_weights
+from model_services.protocol import MIRROR_HEADER
+from model_services.protocol import PATH_PREFIX as GRPC_PATH_PREFIX
 
 _INT64_MAX = 2**63 - 1
 _FILTER_DISABLED = pack(rc.FilterConfig(disabled=True))
@@ -66,24 +78,40 @@ class ModelRoutes:
 
     routes: tuple[bytes, ...]
     targets: frozenset[str]
+    grpc: tuple[bytes, ...] = ()  # gRPC calls that name this model
+    grpc_server: bytes = b""  # gRPC calls that name no model (server health, metadata), if this model answers them
     _alone: dict[tuple[str, ...], bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, model: Model, unready_versions: frozenset[str]) -> ModelRoutes:
         built = model_routes(model, unready_versions)
-        return cls(tuple(serialized(r) for r in built), frozenset(_targets(built)))
+        if not model.grpc:
+            return cls(tuple(serialized(r) for r in built), frozenset(_targets(built)))
+        grpc = grpc_routes(model, unready_versions)
+        server = grpc_server_route(model, unready_versions)
+        return cls(
+            tuple(serialized(r) for r in built),
+            frozenset(_targets((*grpc, *built))),
+            tuple(serialized(r) for r in grpc),
+            serialized(server),
+        )
 
     def in_virtual_host(self, name: str, domains: tuple[str, ...]) -> bytes:
         """A virtual host of its own: the common case, so kept per domain list (they rarely change)."""
         found = self._alone.get(domains)
         if found is None:
             header = serialized(rc.VirtualHost(name=name, domains=domains))
-            found = self._alone[domains] = header + b"".join(_VHOST_ROUTES.wrap(r) for r in self.routes)
+            routes = (*self.grpc, self.grpc_server, *self.routes) if self.grpc else self.routes
+            found = self._alone[domains] = header + b"".join(_VHOST_ROUTES.wrap(r) for r in routes)
         return found
 
     def in_route_list(self) -> bytes:
         """The fields of a ``RouteList`` (for a shared virtual host's prefix matcher)."""
         return b"".join(_LIST_ROUTES.wrap(r) for r in self.routes)
+
+    def grpc_in_route_list(self) -> bytes:
+        """The routes of gRPC calls naming this model, as ``RouteList`` fields."""
+        return b"".join(_LIST_ROUTES.wrap(r) for r in self.grpc)
 
 
 RoutesOf = Callable[[Model, frozenset[str]], ModelRoutes]
@@ -118,12 +146,21 @@ def route_configuration(
                 route_list = routes(model).in_route_list()
                 if fallback is not None:
                     route_list += routes(fallback).in_route_list()
-                action = tree.prefix_match_map.map[key].action
-                action.name = model.name
-                action.typed_config.CopyFrom(any_pb2.Any(type_url=ROUTE_LIST_TYPE, value=route_list))
+                _route_list_entry(tree, key, model.name, route_list)
+            grpc_models = [m for m in models if m.grpc]
+            if grpc_models:  # one list for every gRPC call; the first such model answers server calls
+                grpc_list = b"".join(routes(m).grpc_in_route_list() for m in grpc_models)
+                grpc_list += _LIST_ROUTES.wrap(routes(grpc_models[0]).grpc_server)
+                _route_list_entry(tree, GRPC_PATH_PREFIX, "grpc", grpc_list)
             vhost = serialized(shared)
         parts.append(_CONFIG_VHOSTS.wrap(vhost))
     return b"".join(parts), frozenset(targets)
+
+
+def _route_list_entry(tree: Any, key: str, name: str, route_list: bytes) -> None:
+    action = tree.prefix_match_map.map[key].action
+    action.name = name
+    action.typed_config.CopyFrom(any_pb2.Any(type_url=ROUTE_LIST_TYPE, value=route_list))
 
 
 def unready_versions(model: Model, unready: Container[str]) -> frozenset[str]:
@@ -230,6 +267,72 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
     return tuple(routes)
 
 
+def grpc_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Route, ...]:
+    """The routes of gRPC calls naming ``model``, in the order of the HTTP ones (no path or body pin)."""
+    routes: list[rc.Route] = []
+    pin = model.pinning
+    pins = [(pin.header, "pin-header")] if pin is not None and pin.header is not None else []
+    pins.append((GRPC_VERSION_HEADER, "pin-version"))  # the call's own model_version field
+    for header, kind in pins:
+        for version in model.versions:
+            match = _grpc_match(model, _header(HeaderCondition(header, "exact", version.name)))
+            routes.append(_grpc_pinned(model, f"grpc/{kind}/{version.name}", match, version.name))
+        match = _grpc_match(model, _header(HeaderCondition(header, "present")))
+        routes.append(_grpc_unknown_version(model, f"grpc/{kind}/unknown", match))
+    for rule in model.rules:
+        headers = [_header(h) for h in rule.headers]
+        length = content_length_matcher(rule)
+        if length is not None:
+            headers.append(length)
+        route = rc.Route(name=f"{model.name}/grpc/rule/{rule.name}", match=_grpc_match(model, *headers))
+        route.route.CopyFrom(_action(model, rule.split, rule.mirrors, unready_versions, grpc_cluster_name))
+        routes.append(route)
+    default = rc.Route(name=f"{model.name}/grpc/default", match=_grpc_match(model))
+    default.route.CopyFrom(_action(model, model.split, model.mirrors, unready_versions, grpc_cluster_name))
+    routes.append(default)
+    for route in routes:
+        route.typed_per_filter_config[BODY_PIN_FILTER].CopyFrom(_FILTER_DISABLED)
+    return tuple(routes)
+
+
+def grpc_server_route(model: Model, unready_versions: frozenset[str]) -> rc.Route:
+    """gRPC calls that name no model (ServerLive, ServerReady, ServerMetadata): ``model``'s split."""
+    route = rc.Route(name=f"{model.name}/grpc/server", match=rc.RouteMatch(prefix=GRPC_PATH_PREFIX))
+    route.route.CopyFrom(_action(model, model.split, (), unready_versions, grpc_cluster_name))
+    route.typed_per_filter_config[BODY_PIN_FILTER].CopyFrom(_FILTER_DISABLED)
+    return route
+
+
+def _grpc_match(model: Model, *headers: rc.HeaderMatcher) -> rc.RouteMatch:
+    named = _header(HeaderCondition(GRPC_MODEL_HEADER, "exact", model.name))
+    return rc.RouteMatch(prefix=GRPC_PATH_PREFIX, headers=[named, *headers])
+
+
+def _grpc_pinned(model: Model, name: str, match: rc.RouteMatch, version: str) -> rc.Route:
+    route = rc.Route(name=f"{model.name}/{name}", match=match)
+    route.route.CopyFrom(base_action(model.timeout_ms, None, model.retry))
+    route.route.cluster = grpc_cluster_name(model.name, version)
+    return route
+
+
+def _grpc_unknown_version(model: Model, name: str, match: rc.RouteMatch) -> rc.Route:
+    """A trailers-only gRPC answer, NOT_FOUND, naming the known versions."""
+    known = ", ".join(v.name for v in model.versions)
+    message = f"unknown model version for model {model.name!r}; known versions: {known}"
+    # grpc-message is percent-encoded outside printable ASCII and for '%' itself; names are
+    # DNS labels, so the text needs no escape (and '%' would start an Envoy format command).
+    headers = {"content-type": "application/grpc", "grpc-status": "5", "grpc-message": message}
+    return rc.Route(
+        name=f"{model.name}/{name}",
+        match=match,
+        direct_response=rc.DirectResponseAction(status=200),
+        response_headers_to_add=[
+            base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value))
+            for key, value in headers.items()
+        ],
+    )
+
+
 def versioned_path(model: Model, version: str) -> str:
     """The Open Inference Protocol's path of one version of ``model``, under its prefix.
 
@@ -288,19 +391,26 @@ def _metadata(key: str, exact: str | None = None) -> metadata_pb2.MetadataMatche
     )
 
 
-def _action(model: Model, split: Split, mirrors: Sequence[Mirror], unready_versions: frozenset[str]) -> rc.RouteAction:
-    action = _base_action(model)
+def _action(
+    model: Model,
+    split: Split,
+    mirrors: Sequence[Mirror],
+    unready_versions: frozenset[str],
+    cluster_of: Callable[[str, str], str] = cluster_name,
+) -> rc.RouteAction:
+    grpc = cluster_of is grpc_cluster_name
+    action = base_action(model.timeout_ms, None, model.retry) if grpc else _base_action(model)
     weights = effective_weights(split, unready_versions)
     if len(weights) == 1:
-        action.cluster = cluster_name(model.name, weights[0][0])
+        action.cluster = cluster_of(model.name, weights[0][0])
     else:
         for version, weight in weights:
             action.weighted_clusters.clusters.add(
-                name=cluster_name(model.name, version), weight=wrappers_pb2.UInt32Value(value=weight)
+                name=cluster_of(model.name, version), weight=wrappers_pb2.UInt32Value(value=weight)
             )
     for mirror in mirrors:
-        action.request_mirror_policies.add(
-            cluster=cluster_name(model.name, mirror.version),
+        policy = action.request_mirror_policies.add(
+            cluster=cluster_of(model.name, mirror.version),
             runtime_fraction=base_pb2.RuntimeFractionalPercent(
                 default_value=percent_pb2.FractionalPercent(
                     numerator=round(mirror.percent * 10_000),
@@ -309,6 +419,10 @@ def _action(model: Model, split: Split, mirrors: Sequence[Mirror], unready_versi
                 runtime_key=f"switchyard.mirror.{model.name}.{mirror.version}",
             ),
         )
+        if grpc:  # the service cannot see the "-shadow" authority; it reads this header instead
+            policy.request_headers_mutations.add().append.header.CopyFrom(
+                base_pb2.HeaderValue(key=MIRROR_HEADER, value="1")
+            )
     return action
 
 

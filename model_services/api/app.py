@@ -183,6 +183,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     wanted = v2.requested_outputs(body)
     preds = await _predict(request, texts)
     service.metrics.request("infer", "ok", elapsed(request))
+    shadow_report.report_predictions(request, texts, preds, latency_ms(request))
     chosen = v2.outputs(service, preds, wanted)
     as_binary = binary.binary_outputs(body, [o.name for o in chosen])
     shown, data = binary.split_outputs(chosen, as_binary)
@@ -251,7 +252,8 @@ def create_app(service: ModelService) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
-        grpc_server = None if service.config.grpc_port is None else await grpc_service.serve(service)
+        reporter = app.state.shadow_reporter
+        grpc_server = None if service.config.grpc_port is None else await grpc_service.serve(service, reporter)
         if app.state.shadow_reporter is not None:
             app.state.shadow_reporter.start()
         if jobs is not None:

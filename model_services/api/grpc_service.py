@@ -29,6 +29,7 @@ from model_services.api import binary, v2
 from model_services.api.checks import deadline_from
 from model_services.api.errors import ApiError
 from model_services.api.schemas import InferInput, InferRequest, RequestedOutput
+from model_services.api.shadow_report import ShadowReporter, is_shadow
 from model_services.protocol import SERVICE, messages
 from model_services.serving.batcher import BatcherClosed, BatcherError, DeadlineExceeded, QueueFull
 from model_services.serving.service import ModelService, NotReady
@@ -97,8 +98,9 @@ def infer_request(request: Any) -> InferRequest:
 class InferenceServicer:
     """The RPCs, each taking the request message and the call's context."""
 
-    def __init__(self, service: ModelService) -> None:
+    def __init__(self, service: ModelService, reporter: ShadowReporter | None = None) -> None:
         self.service = service
+        self.reporter = reporter  # shadow comparison (``--report-url``)
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return messages.ServerLiveResponse(live=self.service.not_live_reason is None)
@@ -107,7 +109,12 @@ class InferenceServicer:
         return messages.ServerReadyResponse(ready=self.service.ready)
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        v2.check_model(self.service, request.name, _version(request.version))
+        # As Triton answers: a model or version this service does not serve is not
+        # ready, not an error (tritonclient's is_model_ready then says False, as over REST).
+        try:
+            v2.check_model(self.service, request.name, _version(request.version))
+        except ApiError:
+            return messages.ModelReadyResponse(ready=False)
         return messages.ModelReadyResponse(ready=self.service.ready)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -126,17 +133,19 @@ class InferenceServicer:
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         service = self.service
+        started = time.perf_counter()
         remaining = context.time_remaining()
+        headers = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         # The caller's gRPC deadline (Envoy passes grpc-timeout on) wins over headers.
-        if remaining is not None:
-            deadline = time.monotonic() + remaining
-        else:
-            deadline = deadline_from(dict(context.invocation_metadata() or ()), service)
+        deadline = time.monotonic() + remaining if remaining is not None else deadline_from(headers, service)
         v2.check_model(service, request.model_name, _version(request.model_version))
         body = infer_request(request)
         texts = v2.texts_of(service, body)
         wanted = v2.requested_outputs(body)
         preds = await service.predict(texts, deadline=deadline)
+        if self.reporter is not None and "x-request-id" in headers:  # only Envoy's calls can be paired
+            latency = (time.perf_counter() - started) * 1000.0
+            self.reporter.record_predictions(headers["x-request-id"], is_shadow(headers), texts, preds, latency)
         response = messages.ModelInferResponse(model_name=service.name, model_version=service.version, id=body.id)
         for output in v2.outputs(service, preds, wanted):
             response.outputs.add(name=output.name, datatype=output.datatype, shape=output.shape)
@@ -185,17 +194,19 @@ class GrpcBindError(RuntimeError):
     pass
 
 
-async def serve(service: ModelService) -> grpc.aio.Server:
+async def serve(service: ModelService, reporter: ShadowReporter | None = None) -> grpc.aio.Server:
     """Start answering gRPC on the service's host and ``grpc_port``."""
     config = service.config
     assert config.grpc_port is not None
-    server = create_server(service, config.host, config.grpc_port)
+    server = create_server(service, config.host, config.grpc_port, reporter)
     await server.start()
     log.info("gRPC Open Inference Protocol on %s:%d", config.host, config.grpc_port)
     return server
 
 
-def create_server(service: ModelService, host: str, port: int) -> grpc.aio.Server:
+def create_server(
+    service: ModelService, host: str, port: int, reporter: ShadowReporter | None = None
+) -> grpc.aio.Server:
     """A gRPC server for ``service`` bound to ``host:port``, not yet started."""
     limit = service.config.max_body_bytes
     server = grpc.aio.server(
@@ -205,7 +216,7 @@ def create_server(service: ModelService, host: str, port: int) -> grpc.aio.Serve
             ("grpc.so_reuseport", 0),
         ]
     )
-    servicer = InferenceServicer(service)
+    servicer = InferenceServicer(service, reporter)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             _answering(service, name, getattr(servicer, name)),

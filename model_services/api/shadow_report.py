@@ -1,10 +1,13 @@
 """Report each prediction to the control plane's shadow collector, off the request path.
 
 Production and mirrored copies of a request carry the same ``x-request-id``;
-Envoy marks the mirrored copy by suffixing the Host header with ``-shadow``.
-Each answer becomes a small record (request id, version, shadow or not, label,
-confidence, latency, error, and for mirrored copies the input) that the
-control plane pairs by request id.
+Envoy marks the mirrored copy by suffixing the Host header with ``-shadow``
+(REST), or with the ``x-switchyard-shadow`` header its gRPC mirrors add (a gRPC
+server does not see the authority). Each answer becomes a small record (request
+id, version, shadow or not, label, confidence, latency, error, and for mirrored
+copies the input) that the control plane pairs by request id. A call with
+several texts (v2 ``infer``, REST or gRPC) gives one record per text, its id
+suffixed ``#<index>``, so each text is compared with its own counterpart.
 
 The request path only appends to a bounded deque (O(1), no await, no lock:
 one event loop). A background task posts batches; when the deque is full or
@@ -19,14 +22,25 @@ import contextlib
 import logging
 import os
 from collections import deque
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.requests import Request
 
+from model_services.protocol import MIRROR_HEADER
+
+if TYPE_CHECKING:
+    from model_services.serving.service import Prediction
+
 log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 1000
+
+
+def is_shadow(headers: Mapping[str, str]) -> bool:
+    """Whether a request is Envoy's mirrored copy, by its Host suffix or the gRPC mirror header."""
+    return headers.get("host", "").rsplit(":", 1)[0].endswith("-shadow") or MIRROR_HEADER in headers
 
 
 class ShadowReporter:
@@ -60,7 +74,8 @@ class ShadowReporter:
 
     def record(
         self,
-        request: Request,
+        request_id: str,
+        shadow: bool,
         *,
         label: str | None,
         confidence: float | None,
@@ -73,11 +88,9 @@ class ShadowReporter:
             self.dropped += 1
             self.dropped_total += 1
             return
-        host = request.headers.get("host", "").rsplit(":", 1)[0]
-        shadow = host.endswith("-shadow")
         self._queue.append(
             {
-                "request_id": request.state.request_id,
+                "request_id": request_id,
                 "model": self.model,
                 "version": self.version,
                 "shadow": shadow,
@@ -91,6 +104,20 @@ class ShadowReporter:
         )
         if len(self._queue) >= self.batch:
             self._wake.set()
+
+    def record_predictions(
+        self, request_id: str, shadow: bool, texts: Sequence[str], preds: Sequence[Prediction], latency_ms: float
+    ) -> None:
+        """One record per text of a multi-text call (the id alone for a single text)."""
+        for i, (text, pred) in enumerate(zip(texts, preds, strict=True)):
+            self.record(
+                request_id if len(texts) == 1 else f"{request_id}#{i}",
+                shadow,
+                label=pred.label,
+                confidence=pred.confidence,
+                latency_ms=latency_ms,
+                text=text,
+            )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="shadow-reporter")
@@ -144,4 +171,11 @@ def report(request: Request, **fields: Any) -> None:
     """Record an answer if this service reports (``--report-url``); cheap no-op otherwise."""
     reporter: ShadowReporter | None = getattr(request.app.state, "shadow_reporter", None)
     if reporter is not None:
-        reporter.record(request, **fields)
+        reporter.record(request.state.request_id, is_shadow(request.headers), **fields)
+
+
+def report_predictions(request: Request, texts: Sequence[str], preds: Sequence[Prediction], latency_ms: float) -> None:
+    """``report`` for a call with several texts."""
+    reporter: ShadowReporter | None = getattr(request.app.state, "shadow_reporter", None)
+    if reporter is not None:
+        reporter.record_predictions(request.state.request_id, is_shadow(request.headers), texts, preds, latency_ms)

@@ -14,6 +14,10 @@ from importlib import resources
 
 PACKAGE = "inference"
 SERVICE = f"{PACKAGE}.GRPCInferenceService"
+PATH_PREFIX = f"/{SERVICE}/"  # every call's HTTP/2 :path starts with it
+# Envoy's mirrored copy of a gRPC call carries this header (the service cannot see the
+# authority, which Envoy suffixes with "-shadow" for REST), for shadow comparison.
+MIRROR_HEADER = "x-switchyard-shadow"
 DESCRIPTOR_SET = "grpc_predict_v2.binpb"
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 
-from tests.support.procs import ModelService, wait_for
+from tests.support.procs import ModelService, free_port, wait_for
 from tests.support.stack import Stack, retarget
 from tests.support.upstream import VersionUpstream
 
@@ -119,3 +121,61 @@ def test_real_services_report_and_shadow_errors_never_reach_clients(stack: Stack
     finally:
         for proc, _ in services.values():
             proc.stop()
+
+
+def test_grpc_and_v2_infer_answers_are_compared_text_by_text(stack: Stack, model_store: Path) -> None:
+    url = f"{stack.control_plane.url}/v1/shadow/reports"
+    model_dir = model_store / "sentiment" / "sentiment-v3"
+    grpc_ports = {v: free_port() for v in ("sentiment-v3", "sentiment-v5")}
+    services = {
+        v: ModelService(
+            model_dir,
+            stack.workdir / f"{v}.log",
+            *("--served-version", v, "--max-delay-ms", "1", "--report-url", url, "--grpc-port", str(port)),
+        )
+        for v, port in grpc_ports.items()
+    }
+    try:
+        for service in services.values():
+            service.wait_ready()
+        versions = "\n".join(
+            f'    {v}: {{endpoints: ["{s.address}"], grpc_endpoints: ["127.0.0.1:{grpc_ports[v]}"]}}'
+            for v, s in services.items()
+        )
+        stack.apply(
+            "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gateway}\n"
+            f"spec: {{address: 127.0.0.1, port: {stack.listener_port}}}\n---\n"
+            f"apiVersion: switchyard/v1\nkind: ModelRoute\nmetadata: {{name: {MODEL}}}\nspec:\n"
+            f"  versions:\n{versions}\n"
+            "  traffic: {sentiment-v3: 100}\n"
+            "  shadow: [{version: sentiment-v5, percent: 100}]\n"
+        )
+        texts = ["this was great", "this was awful", "it broke"]
+        client = triton_grpc.InferenceServerClient(stack.url.removeprefix("http://"))
+        try:
+            wait_for(client.is_server_ready, what="gRPC through Envoy")
+            tensor = triton_grpc.InferInput("text", [len(texts)], "BYTES")
+            tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+            for _ in range(10):
+                answer = client.infer(MODEL, [tensor]).get_response()
+                assert answer.model_version == "sentiment-v3"  # only production answers
+        finally:
+            client.close()
+
+        def compared(n: int) -> dict[str, Any] | None:
+            s = shadow_of(report(stack), "sentiment-v5")
+            return s if s is not None and s["requests_compared"] >= n else None
+
+        result = wait_for(lambda: compared(10 * len(texts)), what="every gRPC text compared", timeout=20)
+        assert result["requests_compared"] == 10 * len(texts) and result["agreement_rate"] == 1.0
+
+        httpx.delete(f"{stack.control_plane.url}/v1/models/{MODEL}/shadow/report").raise_for_status()
+        body = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+        for _ in range(10):
+            r = httpx.post(f"{stack.url}/v2/models/{MODEL}/infer", json=body, timeout=10)
+            assert r.status_code == 200 and r.json()["model_version"] == "sentiment-v3", r.text
+        result = wait_for(lambda: compared(10 * len(texts)), what="every v2 REST text compared", timeout=20)
+        assert result["requests_compared"] == 10 * len(texts) and result["agreement_rate"] == 1.0
+    finally:
+        for service in services.values():
+            service.stop()

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import yaml
 
 from tests.support.procs import free_port, wait_for
@@ -87,6 +89,20 @@ def test_up_runs_the_system_recovers_a_replica_and_stops_cleanly(tmp_path: Path,
         assert premium.json()["model_version"] == "sentiment-v4-large"
         pinned = httpx.post(url, json={"text": "great", "model_version": "sentiment-v5"}, timeout=10)
         assert pinned.json()["model_version"] == "sentiment-v5"
+        # The same listener answers the Triton gRPC client, by the same policy.
+        grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            text = triton_grpc.InferInput("text", [1], "BYTES")
+            text.set_data_from_numpy(np.array([b"This product is terrible"], dtype=np.object_))
+            answer = grpc_client.infer("sentiment", [text]).get_response()
+            assert answer.model_version in {"sentiment-v3", "sentiment-v4"}
+            premium_call = grpc_client.infer("sentiment", [text], headers={"x-user-tier": "premium"})
+            assert premium_call.get_response().model_version == "sentiment-v4-large"
+            assert grpc_client.infer(
+                "sentiment", [text], model_version="sentiment-v5"
+            ).get_response().model_version == ("sentiment-v5")
+        finally:
+            grpc_client.close()
 
         # `traffic` shows where requests go, and a `shift` taking effect.
         target = f"http://127.0.0.1:{port}"

@@ -70,6 +70,9 @@ def model_routes(d: st.DrawFn, name: str | None = None, path_prefix: str | None 
         "versions": {v: {"endpoints": d(st.lists(endpoints, min_size=1, max_size=3))} for v in versions},
         "traffic": traffic,
     }
+    if d(st.booleans()):  # gRPC on every version, or on none
+        for v in versions:
+            spec["versions"][v]["grpc_endpoints"] = d(st.lists(endpoints, min_size=1, max_size=3))
     unused = [v for v in versions if v not in traffic]
     if unused and d(st.booleans()):
         spec["shadow"] = [

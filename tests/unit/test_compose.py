@@ -46,6 +46,7 @@ SCHEMA = Path(__file__).parent / "testdata" / "compose-spec.json"
 PYTHON = "python"
 STORE = "/models"
 MODEL_PORT = 8000
+GRPC_PORT = 8001
 XDS_PORT = 18000
 ADMIN_PORT = 18001
 ENVOY_CONFIG = "/etc/envoy/envoy.yaml"
@@ -180,8 +181,8 @@ def test_every_fleet_version_runs_under_the_dns_name_its_route_uses(
     compose: dict[str, Any], fleet: dict[str, FleetVersionSpec]
 ) -> None:
     services = compose["services"]
-    endpoints = {
-        name: spec.endpoints
+    versions = {
+        name: spec
         for located in load_policies([ROOT / "policies"]).models
         for name, spec in located.value.spec.versions.items()
     }
@@ -189,8 +190,9 @@ def test_every_fleet_version_runs_under_the_dns_name_its_route_uses(
         assert version in services, f"no service for Fleet version {version}"
         assert services[version]["deploy"]["replicas"] == spec.replicas, version
         assert "network_mode" not in services[version] and "profiles" not in services[version]
-        # The route reaches the version by its service name on the model port.
-        assert [str(e) for e in endpoints[version]] == [f"{version}:{MODEL_PORT}"], version
+        # The route reaches the version by its service name on the model's HTTP and gRPC ports.
+        assert versions[version].endpoints == [f"{version}:{MODEL_PORT}"], version
+        assert versions[version].grpc_endpoints == [f"{version}:{GRPC_PORT}"], version
     # No model-service container that the policies do not know about (sidecars aside).
     assert set(model_services(compose)) == set(fleet) | set(SIDECARS)
 
@@ -204,6 +206,7 @@ def test_model_services_run_the_command_up_runs(compose: dict[str, Any], fleet: 
             spec=spec,
             host="0.0.0.0",
             port=MODEL_PORT,
+            grpc_port=GRPC_PORT,
         )
         assert service_process(compose, version) == expected, version
 

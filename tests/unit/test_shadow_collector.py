@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -97,10 +96,6 @@ def test_bounded_pending_and_unmirrored_models_are_ignored() -> None:
     }
 
 
-def _request(rid: str, host: str) -> Any:
-    return SimpleNamespace(headers={"host": host}, state=SimpleNamespace(request_id=rid))
-
-
 async def test_reporter_never_blocks_and_counts_drops() -> None:
     posted: list[dict[str, Any]] = []
 
@@ -111,7 +106,7 @@ async def test_reporter_never_blocks_and_counts_drops() -> None:
     reporter = ShadowReporter("http://cp/v1/shadow/reports", model="sentiment", version="v5", max_queue=3, flush_s=0.01)
     reporter._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     for i in range(5):  # the background task is not running: the queue fills, then drops
-        reporter.record(_request(f"r{i}", "10.0.0.1-shadow:80"), label="pos", confidence=0.5, latency_ms=1.0, text="t")
+        reporter.record(f"r{i}", True, label="pos", confidence=0.5, latency_ms=1.0, text="t")
     assert reporter.dropped == 2
     reporter.start()
     for _ in range(200):
@@ -130,7 +125,7 @@ async def test_reporter_drops_what_it_cannot_post() -> None:
 
     reporter = ShadowReporter("http://cp/x", model="m", version="v3", flush_s=0.01)
     reporter._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    reporter.record(_request("a", "10.0.0.1:80"), label="pos", confidence=0.5, latency_ms=1.0, text="t")
+    reporter.record("a", False, label="pos", confidence=0.5, latency_ms=1.0, text="t")
     assert reporter._queue[0]["input"] is None  # production answers never carry the input
     with pytest.raises(httpx.HTTPError):
         await reporter._flush()

@@ -162,6 +162,7 @@ async def test_unknown_model_or_version_is_not_found(
         assert status(info.value) == f"StatusCode.{expected}"
         with pytest.raises(InferenceServerException):
             await client.get_model_metadata(model, version)
+        assert await client.is_model_ready(model, version) is False
 
 
 @pytest.mark.parametrize(

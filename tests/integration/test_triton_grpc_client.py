@@ -1,0 +1,160 @@
+"""The official Triton gRPC client (``tritonclient.grpc``), unchanged, against real model
+services through a real Envoy, in both ADS modes: health, metadata, infer with three texts,
+versioned calls answered by the named version, the split, header pins and rules, an unknown
+version or model refused with NOT_FOUND, and HTTP still served beside gRPC on one listener."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+from control_plane.local.up import free_port
+from tests.support.procs import ModelService, wait_for
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+TEXTS = ["This product is terrible", "Absolutely wonderful, works great", "It broke after one day"]
+VERSIONS = ("sentiment-v3", "sentiment-v4")
+
+
+class GrpcReplica:
+    """One model service serving HTTP and gRPC; ``grpc_address`` is its gRPC port."""
+
+    def __init__(self, model_dir: Path, workdir: Path, version: str) -> None:
+        grpc_port = free_port()
+        self.grpc_address = f"127.0.0.1:{grpc_port}"
+        self.service = ModelService(
+            model_dir,
+            workdir / f"{version}.log",
+            *("--served-version", version, "--max-delay-ms", "1", "--grpc-port", str(grpc_port)),
+        )
+
+
+@pytest.fixture(scope="module")
+def replicas(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, GrpcReplica]]:
+    workdir = tmp_path_factory.mktemp("grpc-replicas")
+    model_dir = model_store / "sentiment" / "sentiment-v3"
+    started = {v: GrpcReplica(model_dir, workdir, v) for v in VERSIONS}
+    try:
+        for replica in started.values():
+            replica.service.wait_ready()
+        yield started
+    finally:
+        for replica in started.values():
+            replica.service.stop()
+
+
+def grpc_policy(stack: Stack, replicas: dict[str, GrpcReplica]) -> str:
+    versions = "\n".join(
+        f'    {v}: {{endpoints: ["{r.service.address}"], grpc_endpoints: ["{r.grpc_address}"]}}'
+        for v, r in replicas.items()
+    )
+    return (
+        "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gateway}\n"
+        f"spec: {{address: 127.0.0.1, port: {stack.listener_port}}}\n"
+        "---\n"
+        "apiVersion: switchyard/v1\nkind: ModelRoute\nmetadata: {name: sentiment}\nspec:\n"
+        f"  versions:\n{versions}\n"
+        "  traffic: {sentiment-v3: 50, sentiment-v4: 50}\n"
+        "  pinning: {header: x-model-version}\n"
+        "  rules: [{name: premium, match: {headers: {x-user-tier: premium}}, traffic: {sentiment-v4: 100}}]\n"
+    )
+
+
+@pytest.fixture
+def client(stack: Stack, replicas: dict[str, GrpcReplica]) -> Iterator[triton.InferenceServerClient]:
+    stack.apply(grpc_policy(stack, replicas))
+    grpc_client = triton.InferenceServerClient(url=stack.url.removeprefix("http://"))
+    try:
+        wait_for(grpc_client.is_server_ready, what="gRPC through Envoy")
+        yield grpc_client
+    finally:
+        grpc_client.close()
+
+
+def text_input() -> triton.InferInput:
+    tensor = triton.InferInput("text", [len(TEXTS)], "BYTES")
+    tensor.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=np.object_))
+    return tensor
+
+
+def labels(result: triton.InferResult) -> list[str]:
+    found = result.as_numpy("label")
+    assert found is not None
+    return [x.decode() for x in found.tolist()]
+
+
+def answered_by(client: triton.InferenceServerClient, n: int, **call: object) -> Counter[str]:
+    return Counter(client.infer("sentiment", [text_input()], **call).get_response().model_version for _ in range(n))
+
+
+def test_health_metadata_and_infer(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.get_server_metadata().name
+    assert client.is_model_ready("sentiment")
+    metadata = client.get_model_metadata("sentiment")
+    assert metadata.name == "sentiment" and metadata.inputs[0].datatype == "BYTES"
+    result = client.infer("sentiment", [text_input()])
+    assert labels(result) == ["negative", "positive", "negative"]
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities is not None and probabilities.shape == (3, 2) and probabilities.dtype == np.float32
+
+
+def test_a_versioned_call_is_answered_by_that_version(client: triton.InferenceServerClient) -> None:
+    for version in VERSIONS:
+        assert client.is_model_ready("sentiment", version)
+        assert list(client.get_model_metadata("sentiment", version).versions) == [version]
+        assert answered_by(client, 20, model_version=version) == Counter({version: 20})
+
+
+def test_split_header_pin_and_rule(client: triton.InferenceServerClient) -> None:
+    assert set(answered_by(client, 40)) == set(VERSIONS)  # 50/50: both answer
+    pinned = answered_by(client, 20, headers={"x-model-version": "sentiment-v3"})
+    assert pinned == Counter({"sentiment-v3": 20})
+    premium = answered_by(client, 20, headers={"x-user-tier": "premium"})
+    assert premium == Counter({"sentiment-v4": 20})
+
+
+def test_a_spoofed_routing_header_does_not_choose_the_version(client: triton.InferenceServerClient) -> None:
+    # The router's own header, sent by a client, is replaced by what the call names.
+    spoofed = {"x-switchyard-model-version": "sentiment-v4"}
+    assert answered_by(client, 10, model_version="sentiment-v3", headers=spoofed) == Counter({"sentiment-v3": 10})
+
+
+@pytest.mark.parametrize(
+    "call",
+    [{"model_version": "sentiment-v9"}, {"headers": {"x-model-version": "sentiment-v9"}}],
+    ids=["in-the-call", "pin-header"],
+)
+def test_an_unknown_version_is_not_found_naming_the_known_ones(
+    client: triton.InferenceServerClient, call: dict[str, object]
+) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("sentiment", [text_input()], **call)
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    assert "sentiment-v3, sentiment-v4" in info.value.message()
+
+
+def test_an_unknown_model_is_not_found(client: triton.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("no-such-model", [text_input()])
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    assert not client.is_model_ready("no-such-model")
+
+
+def test_http_is_served_beside_grpc(stack: Stack, client: triton.InferenceServerClient) -> None:
+    response = httpx.post(f"{stack.url}/v2/models/sentiment/infer", json=_v2_body(), timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["model_version"] in VERSIONS
+
+
+def _v2_body() -> dict[str, object]:
+    return {"inputs": [{"name": "text", "shape": [len(TEXTS)], "datatype": "BYTES", "data": TEXTS}]}
