@@ -30,7 +30,7 @@ def check_model(route: ModelRoute) -> Iterator[Problem]:
             yield (
                 ("spec", "versions", name),
                 (
-                    f"grpc_endpoints is missing: {', '.join(with_grpc)} declare it, and a model serves gRPC"
+                    f"grpc_endpoints is missing: it is declared for {', '.join(with_grpc)}, and a model serves gRPC"
                     " from every version or from none (a split or pin may send a call to any of them)"
                 ),
             )

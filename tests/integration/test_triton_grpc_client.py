@@ -158,3 +158,45 @@ def test_http_is_served_beside_grpc(stack: Stack, client: triton.InferenceServer
 
 def _v2_body() -> dict[str, object]:
     return {"inputs": [{"name": "text", "shape": [len(TEXTS)], "datatype": "BYTES", "data": TEXTS}]}
+
+
+def test_on_a_shared_host_each_call_goes_to_the_model_it_names(stack: Stack, replicas: dict[str, GrpcReplica]) -> None:
+    """Models told apart by path prefix share one virtual host; gRPC calls, whose path is
+    the service's, are told apart by the model they name."""
+    v3, v4 = replicas["sentiment-v3"], replicas["sentiment-v4"]
+
+    def model(name: str, prefix: str, replica: GrpcReplica, grpc: bool) -> str:
+        grpc_endpoints = f', grpc_endpoints: ["{replica.grpc_address}"]' if grpc else ""
+        return (
+            f"apiVersion: switchyard/v1\nkind: ModelRoute\nmetadata: {{name: {name}}}\nspec:\n"
+            f"  path_prefix: {prefix}\n"
+            f'  versions: {{v1: {{endpoints: ["{replica.service.address}"]{grpc_endpoints}}}}}\n'
+        )
+
+    stack.apply(
+        "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gateway}\n"
+        f"spec: {{address: 127.0.0.1, port: {stack.listener_port}}}\n---\n"
+        + "---\n".join(
+            [model("sentiment", "/s", v3, True), model("plain", "/v1", v3, False), model("other", "/o", v4, True)]
+        )
+    )
+
+    def grpc_calls(cluster: str) -> int:
+        stats = httpx.get(f"{stack.envoy.admin}/stats?filter=^cluster\\.{cluster}\\.upstream_rq_total$", timeout=5)
+        return sum(int(line.rsplit(":", 1)[1]) for line in stats.text.splitlines() if line.strip())
+
+    client = triton.InferenceServerClient(url=stack.url.removeprefix("http://"))
+    try:
+        wait_for(client.is_server_ready, what="gRPC through Envoy")
+        before = grpc_calls("other/v1/grpc")
+        assert labels(client.infer("sentiment", [text_input()])) == ["negative", "positive", "negative"]
+        assert grpc_calls("other/v1/grpc") == before
+        with pytest.raises(InferenceServerException) as info:  # v4's replica serves "sentiment" only
+            client.infer("other", [text_input()])
+        assert "unknown model 'other'" in info.value.message()
+        assert grpc_calls("other/v1/grpc") == before + 1
+        # HTTP on the same host still goes by prefix (the model without gRPC serves /v1).
+        response = httpx.post(f"{stack.url}/v1/predict", json={"text": "fine"}, timeout=10)
+        assert response.status_code == 200, response.text
+    finally:
+        client.close()

@@ -91,6 +91,30 @@ INVALID = [
         "p.yaml:10: spec.shadow[0].version: version 'v8' is not declared",
     ),
     (
+        "grpc-on-some-versions",
+        BASE.replace(
+            '{endpoints: ["127.0.0.1:8201"]}', '{endpoints: ["127.0.0.1:8201"], grpc_endpoints: ["127.0.0.1:9201"]}'
+        ),
+        "p.yaml:6: spec.versions.v3: grpc_endpoints is missing: it is declared for v4, and a model serves gRPC from every"
+        " version or from none",
+    ),
+    (
+        "grpc-endpoints-empty",
+        BASE.replace('{endpoints: ["127.0.0.1:8201"]}', '{endpoints: ["127.0.0.1:8201"], grpc_endpoints: []}'),
+        "p.yaml:7: spec.versions.v4.grpc_endpoints: List should have at least 1 item",
+    ),
+    (
+        "grpc-endpoint-unparsable",
+        BASE.replace('{endpoints: ["127.0.0.1:8201"]}', '{endpoints: ["127.0.0.1:8201"], grpc_endpoints: ["x"]}'),
+        "p.yaml:7: spec.versions.v4.grpc_endpoints[0]: unparsable endpoint 'x'",
+    ),
+    (
+        "path-prefix-of-the-grpc-service",
+        with_spec("path_prefix: /inference.GRPCInferenceService"),
+        "p.yaml:10: spec.path_prefix: '/inference.GRPCInferenceService' is taken: paths under"
+        " /inference.GRPCInferenceService/ are the gRPC inference service's",
+    ),
+    (
         "shadow-self",
         with_spec("shadow: [{version: v4, percent: 5}]"),
         "p.yaml:10: spec.shadow[0].version: 'v4' already receives live traffic here: a version cannot shadow itself",
