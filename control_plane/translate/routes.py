@@ -32,6 +32,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
@@ -40,7 +41,7 @@ from envoy.type.v3 import percent_pb2, range_pb2
 from google.protobuf import any_pb2, wrappers_pb2
 from xds.core.v3 import extension_pb2
 
-from control_plane.ir import HeaderCondition, Mirror, Model, Retry, RoutingIntent, Rule, Split
+from control_plane.ir import HeaderCondition, Mirror, Model, RoutingIntent, Rule, Split
 from control_plane.translate.fragments import EmbeddedField, serialized
 from control_plane.translate.messages import duration, pack
 from control_plane.translate.names import (
@@ -246,6 +247,7 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
         path = versioned_path(model, version.name)
         route = _pinned(model, f"pin-path/{version.name}", rc.RouteMatch(path_separated_prefix=path), version.name)
         if model.rewrite_prefix is not None:  # the rewrite maps the model's prefix, so this longer one too
+            route.route.ClearField("regex_rewrite")
             route.route.prefix_rewrite = model.rewrite_prefix.rstrip("/") + path.removeprefix(_base(model))
         routes.append(route)
     any_version = rc.RouteMatch(prefix=versioned_path(model, ""))
@@ -310,7 +312,7 @@ def _grpc_match(model: Model, *headers: rc.HeaderMatcher) -> rc.RouteMatch:
 
 def _grpc_pinned(model: Model, name: str, match: rc.RouteMatch, version: str) -> rc.Route:
     route = rc.Route(name=f"{model.name}/{name}", match=match)
-    route.route.CopyFrom(base_action(model.timeout_ms, None, model.retry))
+    route.route.CopyFrom(_grpc_action(model))
     route.route.cluster = grpc_cluster_name(model.name, version)
     return route
 
@@ -363,7 +365,7 @@ def _match(
     if model.path_prefix == "/":  # path_separated_prefix cannot be "/" (it must not end in one)
         return rc.RouteMatch(prefix="/", headers=headers, dynamic_metadata=metadata)
     # Segment boundaries: "/sentiment" matches "/sentiment", "/sentiment/..." and "/sentiment?...",
-    # never "/sentimentfoo"; and prefix_rewrite then maps "/sentiment/x" to "<rewrite>/x" without "//".
+    # never "/sentimentfoo". How the prefix is then rewritten: ``_base_action``.
     return rc.RouteMatch(path_separated_prefix=model.path_prefix, headers=headers, dynamic_metadata=metadata)
 
 
@@ -399,7 +401,7 @@ def _action(
     cluster_of: Callable[[str, str], str] = cluster_name,
 ) -> rc.RouteAction:
     grpc = cluster_of is grpc_cluster_name
-    action = base_action(model.timeout_ms, None, model.retry) if grpc else _base_action(model)
+    action = _grpc_action(model) if grpc else _base_action(model)
     weights = effective_weights(split, unready_versions)
     if len(weights) == 1:
         action.cluster = cluster_of(model.name, weights[0][0])
@@ -427,14 +429,27 @@ def _action(
 
 
 def _base_action(model: Model) -> rc.RouteAction:
-    return base_action(model.timeout_ms, model.rewrite_prefix, model.retry)
+    """The fields every HTTP route of a model shares: ``_grpc_action``'s and the path rewrite."""
+    action = _grpc_action(model)
+    rewrite = model.rewrite_prefix
+    if rewrite is None:
+        return action
+    # The prefix is replaced path element by path element (Gateway API's ReplacePrefixMatch):
+    # "/p/x" -> "<rewrite>/x", never "<rewrite>x" or "//x".
+    if model.path_prefix == "/":
+        action.prefix_rewrite = rewrite.rstrip("/") + "/"
+    elif rewrite.endswith("/"):  # prefix_rewrite keeps the "/" after the match (envoyproxy/envoy#26055)
+        action.regex_rewrite.pattern.regex = "^" + re2.escape(model.path_prefix) + "/*"
+        action.regex_rewrite.substitution = rewrite
+    else:
+        action.prefix_rewrite = rewrite
+    return action
 
 
-def base_action(timeout_ms: int, rewrite_prefix: str | None, retry: Retry | None) -> rc.RouteAction:
-    """The route-action fields every route of a model shares (timeout, rewrite, retries)."""
-    action = rc.RouteAction(timeout=duration(timeout_ms))
-    if rewrite_prefix is not None:
-        action.prefix_rewrite = rewrite_prefix
+def _grpc_action(model: Model) -> rc.RouteAction:
+    """The route-action fields every route of a model shares (timeout, retries); gRPC paths are never rewritten."""
+    action = rc.RouteAction(timeout=duration(model.timeout_ms))
+    retry = model.retry
     if retry is not None:
         action.retry_policy.retry_on = ",".join(retry.on)
         action.retry_policy.num_retries.value = retry.attempts

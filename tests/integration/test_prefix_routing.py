@@ -2,7 +2,8 @@
 
 Several models share "*": a "/" catch-all, "/a" and its raw-prefix neighbour
 "/ab", and "/sentiment" (rules, header and body pinning, a shadow, a rewrite)
-with "/sentiment/next" nested under it. Prefixes match on path-segment
+with "/sentiment/next" nested under it. Rewrites replace the prefix path element by
+path element, whether they end in "/" or not. Prefixes match on path-segment
 boundaries, and a request that hits a model's prefix without a boundary
 ("/abc", "/sentiment/nextx") reaches the model it lies under.
 """
@@ -50,9 +51,9 @@ class PrefixStack:
         return "---\n".join(
             [
                 f"apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec: {{port: {port}}}\n",
-                model("root", "/", ["root-v1"]),
-                model("a", "/a", ["a-v1"]),
-                model("ab", "/ab", ["ab-v1"]),
+                model("root", "/", ["root-v1"], "  rewrite_prefix: /r\n"),
+                model("a", "/a", ["a-v1"], "  rewrite_prefix: /\n"),
+                model("ab", "/ab", ["ab-v1"], "  rewrite_prefix: /inner/\n"),
                 model(
                     "sentiment",
                     "/sentiment",
@@ -131,6 +132,22 @@ def test_rewrite_inside_a_prefix_routed_model(stack: PrefixStack) -> None:
     # Under "/sentiment" but not "/sentiment/next": the sentiment model, with its rewrite.
     assert stack.post("/sentiment/nextx/y") == (200, "s-v3", "/v1/nextx/y")
     assert stack.post("/sentiment/next/x") == (200, "next-v1", "/sentiment/next/x")
+
+
+@pytest.mark.parametrize(
+    ("path", "seen"),
+    [
+        ("/a/v1/predict", "/v1/predict"),  # rewrite "/": never "//v1/predict"
+        ("/a", "/"),
+        ("/a?x=1", "/?x=1"),
+        ("/ab/x/y", "/inner/x/y"),  # a rewrite ending in "/"
+        ("/ab", "/inner/"),
+        ("/v1/predict", "/r/v1/predict"),  # the "/" model's rewrite: never "/rv1/predict"
+        ("/abc", "/r/abc"),  # handed over to "/", with its rewrite
+    ],
+)
+def test_rewrites_replace_whole_path_elements(stack: PrefixStack, path: str, seen: str) -> None:
+    assert stack.post(path)[2] == seen
 
 
 @pytest.mark.parametrize("path", ["/sentiment/v1/predict", "/sentiment/nextx"])
