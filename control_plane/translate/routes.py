@@ -253,10 +253,7 @@ def model_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rou
     any_version = rc.RouteMatch(prefix=versioned_path(model, ""))
     routes.append(_unknown_version(model, "pin-path/unknown", any_version))
     for rule in model.rules:
-        headers = [_header(h) for h in rule.headers]
-        length = content_length_matcher(rule)
-        if length is not None:
-            headers.append(length)
+        headers = _rule_headers(rule)
         route = rc.Route(name=f"{model.name}/rule/{rule.name}", match=_match(model, headers=headers))
         route.route.CopyFrom(_action(model, rule.split, rule.mirrors, unready_versions))
         routes.append(route)
@@ -278,14 +275,11 @@ def grpc_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rout
     for header, kind in pins:
         for version in model.versions:
             match = _grpc_match(model, _header(HeaderCondition(header, "exact", version.name)))
-            routes.append(_grpc_pinned(model, f"grpc/{kind}/{version.name}", match, version.name))
+            routes.append(_pinned(model, f"grpc/{kind}/{version.name}", match, version.name, grpc=True))
         match = _grpc_match(model, _header(HeaderCondition(header, "present")))
         routes.append(_grpc_unknown_version(model, f"grpc/{kind}/unknown", match))
     for rule in model.rules:
-        headers = [_header(h) for h in rule.headers]
-        length = content_length_matcher(rule)
-        if length is not None:
-            headers.append(length)
+        headers = _rule_headers(rule)
         route = rc.Route(name=f"{model.name}/grpc/rule/{rule.name}", match=_grpc_match(model, *headers))
         route.route.CopyFrom(_action(model, rule.split, rule.mirrors, unready_versions, grpc_cluster_name))
         routes.append(route)
@@ -310,17 +304,9 @@ def _grpc_match(model: Model, *headers: rc.HeaderMatcher) -> rc.RouteMatch:
     return rc.RouteMatch(prefix=GRPC_PATH_PREFIX, headers=[named, *headers])
 
 
-def _grpc_pinned(model: Model, name: str, match: rc.RouteMatch, version: str) -> rc.Route:
-    route = rc.Route(name=f"{model.name}/{name}", match=match)
-    route.route.CopyFrom(_grpc_action(model))
-    route.route.cluster = grpc_cluster_name(model.name, version)
-    return route
-
-
 def _grpc_unknown_version(model: Model, name: str, match: rc.RouteMatch) -> rc.Route:
     """A trailers-only gRPC answer, NOT_FOUND, naming the known versions."""
-    known = ", ".join(v.name for v in model.versions)
-    message = f"unknown model version for model {model.name!r}; known versions: {known}"
+    message = _unknown_version_message(model)
     # grpc-message is percent-encoded outside printable ASCII and for '%' itself; names are
     # DNS labels, so the text needs no escape (and '%' would start an Envoy format command).
     headers = {"content-type": "application/grpc", "grpc-status": "5", "grpc-message": message}
@@ -347,6 +333,14 @@ def versioned_path(model: Model, version: str) -> str:
 
 def _base(model: Model) -> str:
     return "" if model.path_prefix == "/" else model.path_prefix
+
+
+def _rule_headers(rule: Rule) -> list[rc.HeaderMatcher]:
+    headers = [_header(h) for h in rule.headers]
+    length = content_length_matcher(rule)
+    if length is not None:
+        headers.append(length)
+    return headers
 
 
 def content_length_matcher(rule: Rule) -> rc.HeaderMatcher | None:
@@ -458,16 +452,20 @@ def _grpc_action(model: Model) -> rc.RouteAction:
     return action
 
 
-def _pinned(model: Model, name: str, match: rc.RouteMatch, version: str) -> rc.Route:
+def _pinned(model: Model, name: str, match: rc.RouteMatch, version: str, *, grpc: bool = False) -> rc.Route:
     route = rc.Route(name=f"{model.name}/{name}", match=match)
-    route.route.CopyFrom(_base_action(model))
-    route.route.cluster = cluster_name(model.name, version)
+    route.route.CopyFrom(_grpc_action(model) if grpc else _base_action(model))
+    route.route.cluster = (grpc_cluster_name if grpc else cluster_name)(model.name, version)
     return route
 
 
+def _unknown_version_message(model: Model) -> str:
+    known = ", ".join(v.name for v in model.versions)
+    return f"unknown model version for model {model.name!r}; known versions: {known}"
+
+
 def _unknown_version(model: Model, name: str, match: rc.RouteMatch) -> rc.Route:
-    known = [v.name for v in model.versions]
-    body = json.dumps({"error": f"unknown model version for model {model.name!r}; known versions: {', '.join(known)}"})
+    body = json.dumps({"error": _unknown_version_message(model)})
     return rc.Route(
         name=f"{model.name}/{name}",
         match=match,
