@@ -93,13 +93,15 @@ def quantile(buckets: Sequence[Bucket], q: float) -> float | None:
     return buckets[-1][0]
 
 
-def window(start: Reading, end: Reading, cluster: str) -> Window:
+def window(start: Reading, end: Reading, clusters: Sequence[str]) -> Window:
+    """One version's traffic between two readings, summed over ``clusters`` (its HTTP and gRPC ones)."""
     total = ClusterCounters()
-    for url, clusters in end.items():
+    for url, counters in end.items():
         if url not in start:
             continue  # not there when the interval began
-        now = clusters.get(cluster, ClusterCounters())
-        total = total.plus(now.minus(start[url].get(cluster, ClusterCounters())))
+        for cluster in clusters:
+            now = counters.get(cluster, ClusterCounters())
+            total = total.plus(now.minus(start[url].get(cluster, ClusterCounters())))
     return Window(total.completed, total.errors, quantile(total.buckets, 0.99))
 
 

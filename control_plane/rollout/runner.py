@@ -32,6 +32,7 @@ from control_plane.rollout import machine
 from control_plane.rollout.machine import Phase, Plan, Rollout, TransitionError
 from control_plane.rollout.metrics import EnvoyStats, MetricsError, Reading, Window, window
 from control_plane.sources.splice import write_atomic
+from control_plane.translate.names import cluster_name, grpc_cluster_name
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +164,12 @@ class RolloutRunner:
         started = self._windows.get(model)
         if started is not None and self.clock() < started[0] + r.plan.interval_s:
             return
-        clusters = [f"{model}/{r.plan.candidate}", f"{model}/{r.plan.baseline}"]
+        # A version's HTTP and gRPC calls both count (a model without gRPC has no such cluster).
+        candidate, baseline = (
+            (cluster_name(model, v), grpc_cluster_name(model, v)) for v in (r.plan.candidate, r.plan.baseline)
+        )
         try:
-            reading: Reading | None = await self.stats.read(clusters)
+            reading: Reading | None = await self.stats.read([*candidate, *baseline])
             error = None
         except MetricsError as exc:
             reading, error = None, str(exc)
@@ -182,8 +186,8 @@ class RolloutRunner:
             cand, base = Window(0, 0, None), None
             check = machine.Check(now, r.weight, cand, base, False, (f"statistics unavailable: {error}",))
         else:
-            cand = window(started[1], reading, clusters[0])
-            base = window(started[1], reading, clusters[1])
+            cand = window(started[1], reading, candidate)
+            base = window(started[1], reading, baseline)
             check = machine.evaluate(r.plan, now, r.weight, cand, base)
             self._windows[model] = (now, reading)  # the next interval starts where this one ended
         new = machine.after_check(r, check)

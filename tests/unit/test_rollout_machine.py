@@ -121,12 +121,19 @@ def test_window_is_the_difference_of_cumulative_readings() -> None:
         "a": {"m/v4": ClusterCounters(200, 3, ((5.0, 100), (10.0, 200)))},
         "b": {"m/v4": ClusterCounters(999, 999, ())},  # not there at the start: left out
     }
-    w = window(start, end, "m/v4")
+    w = window(start, end, ["m/v4"])
     assert (w.requests, w.errors) == (100, 2)
     assert w.p99_ms == pytest.approx(5.0 + 5.0 * (99 - 10) / 90)
     # An Envoy that restarted (counters went down) contributes what it counted since.
     restarted = {"a": {"m/v4": ClusterCounters(7, 0, ((5.0, 7), (10.0, 7)))}}
-    assert window(start, restarted, "m/v4").requests == 7
+    assert window(start, restarted, ["m/v4"]).requests == 7
+
+
+def test_window_sums_a_versions_http_and_grpc_clusters() -> None:
+    start = {"a": {"m/v4": ClusterCounters(10, 0, ((5.0, 10),)), "m/v4/grpc": ClusterCounters(5, 1, ((5.0, 5),))}}
+    end = {"a": {"m/v4": ClusterCounters(20, 1, ((5.0, 20),)), "m/v4/grpc": ClusterCounters(35, 4, ((5.0, 35),))}}
+    w = window(start, end, ["m/v4", "m/v4/grpc"])
+    assert (w.requests, w.errors) == (40, 4)
 
 
 def test_parse_envoy_json_stats() -> None:
