@@ -105,13 +105,19 @@ def window(start: Reading, end: Reading, clusters: Sequence[str]) -> Window:
     return Window(total.completed, total.errors, quantile(total.buckets, 0.99))
 
 
-_STAT = re.compile(r"^cluster\.(?P<cluster>.+)\.(?P<stat>upstream_rq_completed|upstream_rq_5xx|upstream_rq_time)$")
+# A failed gRPC call is HTTP 200; the gRPC statistics filter counts ModelInfer per status.
+# These codes are the server's failures (Envoy maps them to 5xx: UNKNOWN, DEADLINE_EXCEEDED,
+# UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS); NOT_FOUND or INVALID_ARGUMENT are the caller's.
+_GRPC_FAILURES = "grpc\\.inference\\.GRPCInferenceService\\.ModelInfer\\.(?:2|4|12|13|14|15)"
+_STATS = f"upstream_rq_completed|upstream_rq_5xx|upstream_rq_time|{_GRPC_FAILURES}"
+_STAT = re.compile(rf"^cluster\.(?P<cluster>.+)\.(?P<stat>{_STATS})$")
 
 
 def parse_stats(body: Mapping[str, Any]) -> dict[str, ClusterCounters]:
     """Envoy's ``/stats?format=json&histogram_buckets=cumulative`` -> counters per cluster."""
     completed: dict[str, int] = {}
-    errors: dict[str, int] = {}
+    errors: dict[str, int] = {}  # upstream_rq_5xx
+    grpc_errors: dict[str, int] = {}
     buckets: dict[str, tuple[Bucket, ...]] = {}
     for stat in body.get("stats", ()):
         if "histograms" in stat:
@@ -126,15 +132,23 @@ def parse_stats(body: Mapping[str, Any]) -> dict[str, ClusterCounters]:
         found = _STAT.match(str(stat.get("name", "")))
         if found is None or not isinstance(stat.get("value"), int):
             continue
-        target = completed if found["stat"] == "upstream_rq_completed" else errors
-        target[found["cluster"]] = stat["value"]
+        cluster, name = found["cluster"], found["stat"]
+        if name == "upstream_rq_completed":
+            completed[cluster] = stat["value"]
+        elif name == "upstream_rq_5xx":
+            errors[cluster] = stat["value"]
+        else:
+            grpc_errors[cluster] = grpc_errors.get(cluster, 0) + stat["value"]
+    # Where gRPC codes were counted they are the whole story: an upstream reset is both a
+    # 5xx and (in the local reply the client gets) UNAVAILABLE, and must count once.
+    errors.update(grpc_errors)
     names = set(completed) | set(errors) | set(buckets)
     return {n: ClusterCounters(completed.get(n, 0), errors.get(n, 0), buckets.get(n, ())) for n in names}
 
 
 def stats_filter(clusters: Iterable[str]) -> str:
     names = "|".join(re.escape(c) for c in sorted(clusters))
-    return rf"^cluster\.({names})\.(upstream_rq_completed|upstream_rq_5xx|upstream_rq_time)$"
+    return rf"^cluster\.({names})\.({_STATS})$"
 
 
 def envoy_admin_urls(nodes: NodeRegistry, static: Sequence[str] = ()) -> list[str]:

@@ -7,12 +7,17 @@ into dynamic metadata, as a list of strings; route matchers cannot match inside
 such a list, and that filter does not recompute the route. So a short Lua
 filter copies both values into headers and clears the route cache, and the
 routes match those headers (``routes.grpc_routes``).
+
+A failed gRPC call is still HTTP 200, so cluster ``upstream_rq_5xx`` never counts
+it; the gRPC statistics filter counts ModelInfer calls per status code, which the
+rollout gate reads (``rollout/metrics.py``).
 """
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, grpc_method_list_pb2
 from envoy.extensions.filters.http.grpc_field_extraction.v3 import config_pb2 as extraction
+from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats
 from envoy.extensions.filters.http.lua.v3 import lua_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 
@@ -21,6 +26,7 @@ from control_plane.translate.names import (
     GRPC_FIELDS_FILTER,
     GRPC_MODEL_HEADER,
     GRPC_ROUTING_FILTER,
+    GRPC_STATS_FILTER,
     GRPC_VERSION_HEADER,
 )
 from model_services.protocol import SERVICE, descriptor_set
@@ -59,7 +65,7 @@ end
 
 
 def grpc_routing_filters() -> list[hcm.HttpFilter]:
-    """Field extraction, then the Lua copy into headers; both let other traffic pass untouched."""
+    """Field extraction, the Lua copy into headers, statistics; all let other traffic pass untouched."""
     extractions = extraction.GrpcFieldExtractionConfig(
         descriptor_set=base_pb2.DataSource(inline_bytes=descriptor_set())
     )
@@ -68,7 +74,13 @@ def grpc_routing_filters() -> list[hcm.HttpFilter]:
         for name in fields:
             by_field[name].SetInParent()
     routing = lua_pb2.Lua(default_source_code=base_pb2.DataSource(inline_string=_ROUTING_SCRIPT))
+    statistics = grpc_stats.FilterConfig(
+        individual_method_stats_allowlist=grpc_method_list_pb2.GrpcMethodList(
+            services=[grpc_method_list_pb2.GrpcMethodList.Service(name=SERVICE, method_names=["ModelInfer"])]
+        )
+    )
     return [
         hcm.HttpFilter(name=GRPC_FIELDS_FILTER, typed_config=pack(extractions)),
         hcm.HttpFilter(name=GRPC_ROUTING_FILTER, typed_config=pack(routing)),
+        hcm.HttpFilter(name=GRPC_STATS_FILTER, typed_config=pack(statistics)),
     ]

@@ -10,6 +10,7 @@ DEFAULT_BODY_FIELD = ("model_version",)  # the design source's request field
 METADATA_NAMESPACE = "switchyard"  # dynamic metadata written by json_to_metadata for body pinning
 GRPC_FIELDS_FILTER = "envoy.filters.http.grpc_field_extraction"  # also its metadata namespace
 GRPC_ROUTING_FILTER = "envoy.filters.http.lua"
+GRPC_STATS_FILTER = "envoy.filters.http.grpc_stats"
 # Headers the Lua filter sets from a gRPC call's fields, for the routes to match on
 # (Envoy's routes cannot match a list-valued metadata entry, and the extraction filter
 # does not recompute the route).

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from control_plane.rollout import machine
 from control_plane.rollout.machine import Phase, Plan, TransitionError
-from control_plane.rollout.metrics import ClusterCounters, Window, parse_stats, quantile, window
+from control_plane.rollout.metrics import ClusterCounters, Window, parse_stats, quantile, stats_filter, window
 
 PLAN = Plan(
     candidate="v4",
@@ -155,3 +157,25 @@ def test_parse_envoy_json_stats() -> None:
     parsed = parse_stats(body)
     assert parsed["m/v4"] == ClusterCounters(12, 2, ((0.5, 1), (1.0, 12)))
     assert parsed["m/v3"] == ClusterCounters(5, 0, ())
+
+
+def test_failed_grpc_calls_count_as_errors_though_envoy_saw_http_200() -> None:
+    call = "cluster.m/v4/grpc.grpc.inference.GRPCInferenceService.ModelInfer"
+    body = {
+        "stats": [
+            {"name": "cluster.m/v4/grpc.upstream_rq_completed", "value": 10},
+            {"name": "cluster.m/v4/grpc.upstream_rq_5xx", "value": 1},  # the reset answered UNAVAILABLE
+            {"name": f"{call}.13", "value": 3},  # INTERNAL
+            {"name": f"{call}.14", "value": 1},  # UNAVAILABLE
+            {"name": f"{call}.5", "value": 2},  # NOT_FOUND: the caller's mistake
+            {"name": f"{call}.0", "value": 4},
+        ]
+    }
+    assert parse_stats(body)["m/v4/grpc"] == ClusterCounters(10, 4, ())
+    wanted = re.compile(stats_filter(["m/v4/grpc"]))
+    assert [s["name"] for s in body["stats"] if wanted.match(s["name"])] == [
+        "cluster.m/v4/grpc.upstream_rq_completed",
+        "cluster.m/v4/grpc.upstream_rq_5xx",
+        f"{call}.13",
+        f"{call}.14",
+    ]
