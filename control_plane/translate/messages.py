@@ -12,8 +12,11 @@ def duration(millis: int) -> duration_pb2.Duration:
 
 
 def pack(message: Message) -> any_pb2.Any:
+    """``message`` in an ``Any``, serialised deterministically: map fields (gRPC field
+    extraction's per-method table) otherwise come out in per-process hash order, and a
+    restarted control plane would announce a new version of unchanged configuration."""
     packed = any_pb2.Any()
-    packed.Pack(message)
+    packed.Pack(message, deterministic=True)
     return packed
 
 

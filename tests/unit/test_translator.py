@@ -5,6 +5,8 @@ protobuf's own deterministic encoding."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,36 @@ def test_prefix_matcher_picks_the_longest_prefix_on_a_segment_boundary() -> None
     assert _envoy_pick(vhosts[("*",)], "/abc") == f"{by_prefix['/']}/default"
     assert _envoy_pick(vhosts[("*",)], "/a/b/c") == f"{by_prefix['/a/b']}/default"
     assert _envoy_pick(vhosts[("*",)], "/a/b/c/dz") == f"{by_prefix['/a/b']}/default"
+
+
+_DIGEST_SCRIPT = """
+import hashlib, pathlib, sys
+from control_plane.policy.compile import to_intent
+from control_plane.policy.loader import load_texts
+from control_plane.translate import translate
+digest = hashlib.sha256()
+for case in sorted(pathlib.Path(sys.argv[1]).glob("*.yaml")):
+    resources = translate(to_intent(load_texts({"p.yaml": case.read_text()})))
+    for type_url, by_name in sorted(resources.by_type.items()):
+        for name, body in sorted(by_name.items()):
+            digest.update(type_url.encode() + name.encode() + body)
+print(digest.hexdigest())
+"""
+
+
+def test_the_bytes_do_not_depend_on_the_process() -> None:
+    """Snapshot versions are content hashes: a restarted control plane (another hash seed,
+    so another order of protobuf map entries unless serialised deterministically) must
+    produce the very same bytes, or every Envoy would be sent a "new" configuration."""
+    cases = Path(__file__).parent / "testdata" / "in"
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _DIGEST_SCRIPT, str(cases)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1, digests
