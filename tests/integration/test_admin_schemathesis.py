@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from schemathesis import checks
 
 from control_plane.plane import ServeOptions, build
@@ -85,9 +85,21 @@ CHECKS = [
 ]
 
 
+def _sendable(value: Any) -> bool:
+    if isinstance(value, dict):
+        return bool(value) and all(key != "" and _sendable(v) for key, v in value.items())
+    if isinstance(value, list):
+        return bool(value) and all(_sendable(v) for v in value)
+    return True
+
+
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 def test_admin_api_conforms_to_its_schema_and_never_fails(case: schemathesis.Case, control_plane: ControlPlane) -> None:
+    # Query parameters named "" or holding an empty list or object do not survive the trip
+    # (the client's encoding drops them), so a case generated as invalid by them arrives
+    # valid and is "accepted": not the API's doing.
+    assume(all(key != "" and _sendable(value) for key, value in (case.query or {}).items()))
     case.call_and_validate(base_url=control_plane.url, headers=control_plane.headers, checks=CHECKS, timeout=30)
 
 
