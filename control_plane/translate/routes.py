@@ -281,10 +281,10 @@ def grpc_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rout
     for rule in model.rules:
         headers = _rule_headers(rule)
         route = rc.Route(name=f"{model.name}/grpc/rule/{rule.name}", match=_grpc_match(model, *headers))
-        route.route.CopyFrom(_action(model, rule.split, rule.mirrors, unready_versions, grpc_cluster_name))
+        route.route.CopyFrom(_action(model, rule.split, rule.mirrors, unready_versions, grpc=True))
         routes.append(route)
     default = rc.Route(name=f"{model.name}/grpc/default", match=_grpc_match(model))
-    default.route.CopyFrom(_action(model, model.split, model.mirrors, unready_versions, grpc_cluster_name))
+    default.route.CopyFrom(_action(model, model.split, model.mirrors, unready_versions, grpc=True))
     routes.append(default)
     for route in routes:
         route.typed_per_filter_config[BODY_PIN_FILTER].CopyFrom(_FILTER_DISABLED)
@@ -294,7 +294,7 @@ def grpc_routes(model: Model, unready_versions: frozenset[str]) -> tuple[rc.Rout
 def grpc_server_route(model: Model, unready_versions: frozenset[str]) -> rc.Route:
     """gRPC calls that name no model (ServerLive, ServerReady, ServerMetadata): ``model``'s split."""
     route = rc.Route(name=f"{model.name}/grpc/server", match=rc.RouteMatch(prefix=GRPC_PATH_PREFIX))
-    route.route.CopyFrom(_action(model, model.split, (), unready_versions, grpc_cluster_name))
+    route.route.CopyFrom(_action(model, model.split, (), unready_versions, grpc=True))
     route.typed_per_filter_config[BODY_PIN_FILTER].CopyFrom(_FILTER_DISABLED)
     return route
 
@@ -392,9 +392,10 @@ def _action(
     split: Split,
     mirrors: Sequence[Mirror],
     unready_versions: frozenset[str],
-    cluster_of: Callable[[str, str], str] = cluster_name,
+    *,
+    grpc: bool = False,
 ) -> rc.RouteAction:
-    grpc = cluster_of is grpc_cluster_name
+    cluster_of = grpc_cluster_name if grpc else cluster_name
     action = _grpc_action(model) if grpc else _base_action(model)
     weights = effective_weights(split, unready_versions)
     if len(weights) == 1:
