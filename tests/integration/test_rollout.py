@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.grpc_replicas import GrpcReplica, grpc_policy
 from tests.support.load import Answer, Load
-from tests.support.procs import ControlPlane, ModelService, free_port, wait_for
+from tests.support.procs import ControlPlane, ModelService, wait_for
 from tests.support.stack import Stack, retarget
 
 pytestmark = pytest.mark.integration
@@ -165,32 +166,19 @@ def test_failing_candidate_is_rolled_back_and_only_its_share_errs(stack: Stack, 
 def test_a_candidate_failing_only_grpc_calls_is_rolled_back(stack: Stack, model_store: Path) -> None:
     """A failed gRPC call is HTTP 200 to Envoy's cluster counters; the gate counts it all the same."""
     model_dir = model_store / "sentiment" / "sentiment-v3"
-    grpc_ports = {v: free_port() for v in ("sentiment-v3", "sentiment-v4")}
-    services = {
-        v: ModelService(
-            model_dir, stack.workdir / f"{v}.log", "--served-version", v, "--max-delay-ms", "1", "--grpc-port", str(p)
-        )
-        for v, p in grpc_ports.items()
-    }
+    replicas = {v: GrpcReplica(model_dir, stack.workdir, v) for v in ("sentiment-v3", "sentiment-v4")}
     try:
-        for service in services.values():
-            service.wait_ready()
-        versions = "\n".join(
-            f'    {v}: {{endpoints: ["{s.address}"], grpc_endpoints: ["127.0.0.1:{grpc_ports[v]}"]}}'
-            for v, s in services.items()
-        )
+        for replica in replicas.values():
+            replica.service.wait_ready()
         stack.apply(
-            "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gateway}\n"
-            f"spec: {{address: 127.0.0.1, port: {stack.listener_port}}}\n---\n"
-            f"apiVersion: switchyard/v1\nkind: ModelRoute\nmetadata: {{name: {MODEL}}}\nspec:\n"
-            f"  versions:\n{versions}\n  traffic: {{sentiment-v3: 100}}\n  {canary('[25, 50, 75]')}\n"
+            grpc_policy(stack.listener_port, replicas, f"traffic: {{sentiment-v3: 100}}\n{canary('[25, 50, 75]')}")
         )
         with Load(stack.url, grpc=True) as load:
             wait_for(lambda: load.mark() > 0, what="the first gRPC answer")
             rollout(stack, "start")
             wait_rollout(stack, "one passed check", lambda r: r["weight"] >= 50)
             fault_at = load.mark()
-            candidate = services["sentiment-v4"].url
+            candidate = replicas["sentiment-v4"].service.url
             httpx.post(f"{candidate}/admin/fault", json={"error_rate": 1.0}).raise_for_status()
             done = wait_rollout(stack, "rollback", lambda r: r["phase"] != "progressing")
             stack.wait_synced()
@@ -202,5 +190,5 @@ def test_a_candidate_failing_only_grpc_calls_is_rolled_back(stack: Stack, model_
         assert any(a.status != 200 for a in load.answers[fault_at:back_at]), "the fault never showed"
         assert set(load.answers[back_at:]) == {Answer(200, "sentiment-v3")}
     finally:
-        for service in services.values():
-            service.stop()
+        for replica in replicas.values():
+            replica.service.stop()

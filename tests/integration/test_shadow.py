@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 
-from tests.support.procs import ModelService, free_port, wait_for
+from tests.support.grpc_replicas import GrpcReplica, grpc_policy
+from tests.support.procs import ModelService, wait_for
 from tests.support.stack import Stack, retarget
 from tests.support.upstream import VersionUpstream
 
@@ -126,30 +127,14 @@ def test_real_services_report_and_shadow_errors_never_reach_clients(stack: Stack
 def test_grpc_and_v2_infer_answers_are_compared_text_by_text(stack: Stack, model_store: Path) -> None:
     url = f"{stack.control_plane.url}/v1/shadow/reports"
     model_dir = model_store / "sentiment" / "sentiment-v3"
-    grpc_ports = {v: free_port() for v in ("sentiment-v3", "sentiment-v5")}
-    services = {
-        v: ModelService(
-            model_dir,
-            stack.workdir / f"{v}.log",
-            *("--served-version", v, "--max-delay-ms", "1", "--report-url", url, "--grpc-port", str(port)),
-        )
-        for v, port in grpc_ports.items()
+    replicas = {
+        v: GrpcReplica(model_dir, stack.workdir, v, "--report-url", url) for v in ("sentiment-v3", "sentiment-v5")
     }
     try:
-        for service in services.values():
-            service.wait_ready()
-        versions = "\n".join(
-            f'    {v}: {{endpoints: ["{s.address}"], grpc_endpoints: ["127.0.0.1:{grpc_ports[v]}"]}}'
-            for v, s in services.items()
-        )
-        stack.apply(
-            "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gateway}\n"
-            f"spec: {{address: 127.0.0.1, port: {stack.listener_port}}}\n---\n"
-            f"apiVersion: switchyard/v1\nkind: ModelRoute\nmetadata: {{name: {MODEL}}}\nspec:\n"
-            f"  versions:\n{versions}\n"
-            "  traffic: {sentiment-v3: 100}\n"
-            "  shadow: [{version: sentiment-v5, percent: 100}]\n"
-        )
+        for replica in replicas.values():
+            replica.service.wait_ready()
+        shadow = "traffic: {sentiment-v3: 100}\nshadow: [{version: sentiment-v5, percent: 100}]"
+        stack.apply(grpc_policy(stack.listener_port, replicas, shadow, model=MODEL))
         texts = ["this was great", "this was awful", "it broke"]
         client = triton_grpc.InferenceServerClient(stack.url.removeprefix("http://"))
         try:
@@ -177,5 +162,5 @@ def test_grpc_and_v2_infer_answers_are_compared_text_by_text(stack: Stack, model
         result = wait_for(lambda: compared(10 * len(texts)), what="every v2 REST text compared", timeout=20)
         assert result["requests_compared"] == 10 * len(texts) and result["agreement_rate"] == 1.0
     finally:
-        for service in services.values():
-            service.stop()
+        for replica in replicas.values():
+            replica.service.stop()

@@ -15,27 +15,14 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from control_plane.local.up import free_port
-from tests.support.procs import ModelService, wait_for
+from tests.support.grpc_replicas import GrpcReplica, grpc_policy
+from tests.support.procs import wait_for
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 TEXTS = ["This product is terrible", "Absolutely wonderful, works great", "It broke after one day"]
 VERSIONS = ("sentiment-v3", "sentiment-v4")
-
-
-class GrpcReplica:
-    """One model service serving HTTP and gRPC; ``grpc_address`` is its gRPC port."""
-
-    def __init__(self, model_dir: Path, workdir: Path, version: str) -> None:
-        grpc_port = free_port()
-        self.grpc_address = f"127.0.0.1:{grpc_port}"
-        self.service = ModelService(
-            model_dir,
-            workdir / f"{version}.log",
-            *("--served-version", version, "--max-delay-ms", "1", "--grpc-port", str(grpc_port)),
-        )
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +39,16 @@ def replicas(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             replica.service.stop()
 
 
-def grpc_policy(stack: Stack, replicas: dict[str, GrpcReplica]) -> str:
-    versions = "\n".join(
-        f'    {v}: {{endpoints: ["{r.service.address}"], grpc_endpoints: ["{r.grpc_address}"]}}'
-        for v, r in replicas.items()
-    )
-    return (
-        "apiVersion: switchyard/v1\nkind: Gateway\nmetadata: {name: gateway}\n"
-        f"spec: {{address: 127.0.0.1, port: {stack.listener_port}}}\n"
-        "---\n"
-        "apiVersion: switchyard/v1\nkind: ModelRoute\nmetadata: {name: sentiment}\nspec:\n"
-        f"  versions:\n{versions}\n"
-        "  traffic: {sentiment-v3: 50, sentiment-v4: 50}\n"
-        "  pinning: {header: x-model-version}\n"
-        "  rules: [{name: premium, match: {headers: {x-user-tier: premium}}, traffic: {sentiment-v4: 100}}]\n"
-    )
+SPEC = """
+traffic: {sentiment-v3: 50, sentiment-v4: 50}
+pinning: {header: x-model-version}
+rules: [{name: premium, match: {headers: {x-user-tier: premium}}, traffic: {sentiment-v4: 100}}]
+"""
 
 
 @pytest.fixture
 def client(stack: Stack, replicas: dict[str, GrpcReplica]) -> Iterator[triton.InferenceServerClient]:
-    stack.apply(grpc_policy(stack, replicas))
+    stack.apply(grpc_policy(stack.listener_port, replicas, SPEC))
     grpc_client = triton.InferenceServerClient(url=stack.url.removeprefix("http://"))
     try:
         wait_for(grpc_client.is_server_ready, what="gRPC through Envoy")
