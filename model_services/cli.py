@@ -74,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
             pin_header=args.pin_header,
             pin_body_field=args.pin_body_field,
             warmup=not args.no_warmup,
+            gc_freeze=not args.no_gc_freeze,
             access_log=args.access_log,
             log_level=args.log_level,
         )
@@ -208,6 +209,11 @@ def parser() -> argparse.ArgumentParser:
         help="the body field routes pin versions by (spec.pinning.body_field): near misses get a Warning",
     )
     s.add_argument("--no-warmup", action="store_true", help="skip warm-up batches")
+    s.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="leave the startup heap to the garbage collector (for comparison: full collections then pause serving)",
+    )
     s.add_argument("--access-log", action="store_true")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=_serve)

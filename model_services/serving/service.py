@@ -29,6 +29,7 @@ from model_services.serving.handler import (
     load_model,
     resolve_device,
 )
+from model_services.serving.heap import freeze_heap
 from model_services.serving.metrics import ServiceMetrics
 from model_services.serving.worker import process_loader
 from model_services.store.manifest import read_manifest
@@ -196,6 +197,8 @@ class ModelService:
                 for size in sorted({1, self.config.max_batch_size}):
                     await loop.run_in_executor(self._executor, handler.predict, [_WARMUP_TEXT] * size)
             self.metrics.warmup_seconds.set(time.perf_counter() - started)
+            if self.config.gc_freeze:
+                log.debug("froze %d startup objects out of the garbage collector's reach", freeze_heap())
 
             def run_batch(texts: list[str]) -> list[Probabilities]:
                 return list(handler.predict(texts))

@@ -83,6 +83,8 @@ def make_harness(tmp_path: Path) -> Callable[..., object]:
     ) -> AsyncIterator[Harness]:
         made[0] += 1
         model_dir = write_fake_version(tmp_path / f"store{made[0]}")
+        # The pytest process's heap is not the service's to freeze (test_ms_heap.py turns it on).
+        overrides.setdefault("gc_freeze", False)
         config = ServeConfig(model_dir=model_dir, device="cpu", worker="thread", **overrides)  # type: ignore[arg-type]
         handler = FakeHandler()
         load_gate = threading.Event()
