@@ -126,6 +126,10 @@ async def serve(options: ServeOptions) -> int:
             port=options.admin_port,
             log_level="warning",
             lifespan="off",
+            # Named, not "auto" (which takes httptools once the model service's
+            # dependency is installed): the admin API is not on the data path, and
+            # its hostile-input tests were written against h11's strict parser.
+            http="h11",
         )
     )
 

