@@ -8,6 +8,9 @@ Arms (the ``sentiment-v3`` EmbeddingBag model, one text per request, the same te
   ``switchyard serve`` (one ModelRoute with ``endpoints`` and ``grpc_endpoints``):
   ``POST /v1/predict``; ``POST /v2/models/sentiment/infer`` as JSON and with the binary
   tensor extension (what ``tritonclient`` sends); gRPC ``ModelInfer``.
+* ``switchyard alone``: the same service with nothing else running, then the same with one
+  choice undone: ``--no-gc-freeze`` (the startup heap left to the garbage collector) and
+  ``--http h11`` (the pure-Python HTTP parser): the A/B for each.
 * ``mlserver``: the same handler as an MLServer custom runtime (``bench/peers/``) with
   adaptive batching (``max_batch_size`` 32, ``max_batch_time`` 5 ms): v2 REST JSON and gRPC.
 * ``litserve``: the same handler as a ``litserve.LitAPI`` (``max_batch_size`` 32,
@@ -49,7 +52,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -369,17 +372,23 @@ def grpc_ready(address: str) -> bool:
     return asyncio.run(_grpc_ready(address))
 
 
-@contextmanager
-def switchyard_stack(model_dir: Path, work: Path, threads: int) -> Iterator[dict[str, tuple[int, int]]]:
-    """The model service and, in front of it, ``switchyard serve`` + Envoy. Yields path -> (http, grpc) port."""
+def start_model_service(model_dir: Path, work: Path, threads: int, *extra: str) -> tuple[ModelService, int]:
+    """``model_services serve`` with the benchmark's batch limits; returns it and its gRPC port."""
     grpc_port = free_port()
     service = ModelService(
         model_dir,
-        work / "switchyard-model.log",
+        work / f"switchyard-model-{grpc_port}.log",
         *("--served-version", VERSION, "--max-batch-size", str(MAX_BATCH_SIZE)),
         *("--max-delay-ms", str(MAX_DELAY_MS), "--num-threads", str(threads), "--grpc-port", str(grpc_port)),
-        *("--max-queue-size", "4096", "--log-level", "warning"),
+        *("--max-queue-size", "4096", "--log-level", "warning", *extra),
     )
+    return service, grpc_port
+
+
+@contextmanager
+def switchyard_stack(model_dir: Path, work: Path, threads: int) -> Iterator[dict[str, tuple[int, int]]]:
+    """The model service and, in front of it, ``switchyard serve`` + Envoy. Yields path -> (http, grpc) port."""
+    service, grpc_port = start_model_service(model_dir, work, threads)
     stopping: list[Any] = [service]
     try:
         service.wait_ready()
@@ -492,6 +501,30 @@ def run_switchyard(results: Results, model_dir: Path, work: Path, text: str, arg
     with switchyard_stack(model_dir, work, args.threads) as ports:
         for arm in switchyard_arms(ports, text):
             record(results, arm, args.settings)
+
+
+# The service alone (no Envoy or control plane beside it, whose probes and stats
+# take CPU on a small box), then with one choice undone at a time: the A/B for each.
+VARIANTS = (
+    ((), ("v1 REST", "v2 REST JSON", "v2 gRPC")),
+    (("--no-gc-freeze",), ("v1 REST", "v2 gRPC")),  # model_services/serving/heap.py
+    (("--http", "h11"), ("v1 REST", "v2 REST JSON")),  # uvicorn's pure-Python parser, not httptools
+)
+
+
+def run_variants(results: Results, model_dir: Path, work: Path, text: str, args: argparse.Namespace) -> None:
+    for flags, protocols in VARIANTS:
+        stack = " ".join(("switchyard alone", *flags))
+        print(stack, flush=True)
+        service, grpc_port = start_model_service(model_dir, work, args.threads, *flags)
+        try:
+            service.wait_ready()
+            ports = {"direct": (service.port, grpc_port)}
+            for arm in switchyard_arms(ports, text):
+                if arm.protocol in protocols:
+                    record(results, replace(arm, stack=stack), args.settings)
+        finally:
+            service.stop()
 
 
 def run_peers(results: Results, model_dir: Path, work: Path, text: str, args: argparse.Namespace) -> None:
@@ -637,6 +670,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="protocols-") as tmp:
         work = Path(tmp)
         run_switchyard(results, model_dir, work, text, args)
+        run_variants(results, model_dir, work, text, args)
         run_peers(results, model_dir, work, text, args)
     hops, verdicts = envoy_hops(results, args.concurrency), goal(results, args.concurrency)
     print_report(results, hops, verdicts, args.concurrency)

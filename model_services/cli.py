@@ -46,6 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
             worker=args.worker,
             served_version=args.served_version,
             switch_interval_ms=args.switch_interval_ms,
+            http_parser=args.http,
             fault_rate=args.fault_rate,
             fault_latency_ms=args.fault_latency_ms,
             fault_match=args.fault_match,
@@ -148,6 +149,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="Python GIL switch interval of the server process",
+    )
+    s.add_argument(
+        "--http",
+        choices=["httptools", "h11"],
+        default="httptools",
+        help="uvicorn's HTTP parser (h11, pure Python, for comparison)",
     )
     s.add_argument("--served-version", default=None, help="serve under this version name")
     s.add_argument("--fault-rate", type=float, default=0.0, help="share of predictions -> 500")

@@ -69,10 +69,8 @@ def run(config: ServeConfig, sock: socket.socket | None = None) -> int:
         log_level=config.log_level,
         access_log=config.access_log,
         lifespan="on",
-        # The C parser, not h11: on the CPU-bound event loop h11 was a fifth of
-        # every request's time; httptools serves 30-40% more requests per second
-        # (bench/protocols.py). Named, not "auto", so it cannot change by install.
-        http="httptools",
+        # Named, never "auto": what is installed must not change the parser.
+        http=config.http_parser,
         # Wait for in-flight requests however long they take: their own deadlines
         # bound them, and dropping one is what the drain exists to avoid.
         timeout_graceful_shutdown=None,
