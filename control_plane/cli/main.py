@@ -32,6 +32,7 @@ import yaml
 from control_plane.cli import admin, jobs, rollout
 from control_plane.cli.common import add_command
 from control_plane.engine.controller import translation_errors
+from control_plane.k8s.crd import crds_yaml
 from control_plane.local import traffic as local_traffic
 from control_plane.local import up as local_up
 from control_plane.policy.compile import to_intent
@@ -101,6 +102,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         ),
         end="",
     )
+    return 0
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    print(crds_yaml(), end="")
     return 0
 
 
@@ -200,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
         " (default: http://ADMIN-ADDRESS:ADMIN-PORT unless the address is a wildcard)",
     )
     p.set_defaults(func=cmd_bootstrap)
+
+    p = add_command(
+        sub,
+        "crds",
+        summary="print the ModelRoute and Gateway CustomResourceDefinitions (YAML)",
+        description="Print the Kubernetes CustomResourceDefinitions of ModelRoute and Gateway. Their\n"
+        "schemas are generated from the policy schema, so a resource's spec is validated like a\n"
+        "policy file's. deploy/kubernetes/crds.yaml is this output.",
+        examples=["switchyard crds > deploy/kubernetes/crds.yaml"],
+    )
+    p.set_defaults(func=cmd_crds)
 
     p = add_command(
         sub,

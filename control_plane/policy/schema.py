@@ -22,11 +22,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from control_plane.policy.durations import parse_duration_ms
+from control_plane.policy.durations import DURATION_PATTERN, parse_duration_ms
 from control_plane.policy.endpoints import parse_endpoint
 from control_plane.policy.regex import check_re2
 
@@ -38,7 +42,10 @@ Name = Annotated[
     StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
 ]
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", to_lower=True)]
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+# Written as text ("5s"), held as milliseconds; the JSON Schema (and so the CRD) says what is written.
+DurationMs = Annotated[
+    int, BeforeValidator(parse_duration_ms), WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN})
+]
 Weight = Annotated[int, Field(strict=True, ge=0, le=100)]
 Percent = Annotated[float, Field(strict=True, gt=0, le=100, allow_inf_nan=False)]
 UINT32_MAX = 2**32 - 1  # google.protobuf.UInt32Value: thresholds and counts in Envoy
@@ -127,7 +134,14 @@ class HeaderMatchSpec(Strict):
         return self
 
 
-HeaderMatch = Annotated[HeaderMatchSpec, BeforeValidator(_exact_shorthand)]
+class _OrExactShorthand:
+    """JSON Schema of a header match: the object, or the plain string it is shorthand for."""
+
+    def __get_pydantic_json_schema__(self, core: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"anyOf": [handler(core), {"type": "string"}]}
+
+
+HeaderMatch = Annotated[HeaderMatchSpec, BeforeValidator(_exact_shorthand), _OrExactShorthand()]
 
 
 class MatchSpec(Strict):

@@ -1,0 +1,1 @@
+"""Switchyard on Kubernetes: ModelRoute and Gateway as custom resources."""
