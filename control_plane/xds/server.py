@@ -21,7 +21,7 @@ import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -33,7 +33,7 @@ from control_plane.translate import CLUSTER, ENDPOINT, LISTENER, ROUTE, TYPE_ORD
 from control_plane.xds.bootstrap import ADMIN_URL_KEY
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import Nack, NodeRegistry, NodeStatus
-from control_plane.xds.snapshot import Entry, Snapshot, version_of
+from control_plane.xds.snapshot import Entry, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -162,24 +162,31 @@ class _Stream(ABC, Generic[Req, Resp]):
 
     # -- responses -------------------------------------------------------------------
 
-    def desired(self, type_url: str, snapshot: Snapshot) -> dict[str, Entry]:
-        """Resources this node should have of ``type_url`` (before subscription filtering)."""
-        entries = dict(snapshot.entries[type_url])
+    def desired(self, type_url: str, snapshot: Snapshot) -> Mapping[str, Entry]:
+        """Resources this node should have of ``type_url`` (before subscription filtering).
+
+        The snapshot's own mapping when that is all of it (the common case): with a
+        thousand streams, copying and re-hashing it per stream and pump was most of a
+        push's CPU (bench/xds_scale.py), and ``Snapshot.version_for`` knows its version."""
+        entries = snapshot.entries[type_url]
         if type_url not in (CLUSTER, ENDPOINT):
             return entries
         # Stale clusters leave only after the routes moved on: keep every cluster
         # used by the routes Envoy runs, or has been sent and may be applying now.
+        stale: dict[str, Entry] = {}
         for holder in (self.routes_snapshot, self.types[ROUTE].pending_snapshot):
             if holder is None or holder is snapshot:
                 continue
             for name in holder.route_clusters:
                 if name not in entries and name in holder.entries[type_url]:
-                    entries[name] = holder.entries[type_url][name]
-        return entries
+                    stale[name] = holder.entries[type_url][name]
+        return {**entries, **stale} if stale else entries
 
-    def visible(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> dict[str, Entry]:
+    def visible(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> Mapping[str, Entry]:
         entries = self.desired(type_url, snapshot)
         if state.wildcard:
+            return entries
+        if state.names.issuperset(entries):  # asked for everything there is: the usual case
             return entries
         return {n: e for n, e in entries.items() if n in state.names}
 
@@ -262,11 +269,11 @@ class _SotwStream(_Stream[discovery_pb2.DiscoveryRequest, discovery_pb2.Discover
         state.nacked.add(state.pending_version)
 
     def in_sync(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> bool:
-        return state.acked_version == version_of(self.visible(type_url, state, snapshot))
+        return state.acked_version == snapshot.version_for(type_url, self.visible(type_url, state, snapshot))
 
     def respond(self, type_url: str, state: _TypeState, snapshot: Snapshot) -> discovery_pb2.DiscoveryResponse | None:
         entries = self.visible(type_url, state, snapshot)
-        version = version_of(entries)
+        version = snapshot.version_for(type_url, entries)
         if (version == state.acked_version and set(entries) == set(state.acked)) or version in state.nacked:
             return None
         if state.acked_version == version:  # restart case: nothing to send, remember contents

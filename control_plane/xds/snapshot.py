@@ -46,6 +46,13 @@ class Snapshot:
     type_versions: Mapping[str, str]
     route_clusters: frozenset[str]  # clusters the routes send traffic (or mirrors) to
 
+    def version_for(self, type_url: str, entries: Mapping[str, Entry]) -> str:
+        """The version of ``entries``, some of this snapshot's ``type_url`` resources: known
+        already when they are the whole type (the mapping itself), hashed otherwise."""
+        if entries is self.entries[type_url]:
+            return self.type_versions[type_url]
+        return version_of(entries)
+
     @classmethod
     def build(cls, resources: Resources, previous: Snapshot | None = None) -> Snapshot:
         """Version and check ``resources``; raise ``InconsistentSnapshot``.
