@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.grpc_replicas import GrpcReplica, grpc_policy
+from tests.support.grpc_replicas import GrpcReplica, grpc_policy, running_replicas
 from tests.support.procs import wait_for
 from tests.support.stack import Stack
 
@@ -37,16 +37,9 @@ def kserve_python() -> Path:
 
 @pytest.fixture(scope="module")
 def replicas(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, GrpcReplica]]:
-    workdir = tmp_path_factory.mktemp("kserve-replicas")
     model_dir = model_store / "sentiment" / "sentiment-v3"
-    started = {v: GrpcReplica(model_dir, workdir, v) for v in VERSIONS}
-    try:
-        for replica in started.values():
-            replica.service.wait_ready()
+    with running_replicas(model_dir, tmp_path_factory.mktemp("kserve-replicas"), VERSIONS) as started:
         yield started
-    finally:
-        for replica in started.values():
-            replica.service.stop()
 
 
 def run_calls(python: Path, stack: Stack) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.support.grpc_replicas import GrpcReplica, grpc_policy
+from tests.support.grpc_replicas import GrpcReplica, grpc_policy, running_replicas
 from tests.support.procs import wait_for
 from tests.support.stack import Stack
 
@@ -27,16 +27,9 @@ VERSIONS = ("sentiment-v3", "sentiment-v4")
 
 @pytest.fixture(scope="module")
 def replicas(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, GrpcReplica]]:
-    workdir = tmp_path_factory.mktemp("grpc-replicas")
     model_dir = model_store / "sentiment" / "sentiment-v3"
-    started = {v: GrpcReplica(model_dir, workdir, v) for v in VERSIONS}
-    try:
-        for replica in started.values():
-            replica.service.wait_ready()
+    with running_replicas(model_dir, tmp_path_factory.mktemp("grpc-replicas"), VERSIONS) as started:
         yield started
-    finally:
-        for replica in started.values():
-            replica.service.stop()
 
 
 SPEC = """

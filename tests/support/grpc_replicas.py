@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.procs import ModelService, free_port
@@ -20,6 +21,19 @@ class GrpcReplica:
             workdir / f"{version}.log",
             *("--served-version", version, "--max-delay-ms", "1", "--grpc-port", str(grpc_port), *args),
         )
+
+
+@contextmanager
+def running_replicas(model_dir: Path, workdir: Path, versions: Sequence[str]) -> Iterator[dict[str, GrpcReplica]]:
+    """One ready replica per version (the same trained model under each name), stopped after."""
+    started = {v: GrpcReplica(model_dir, workdir, v) for v in versions}
+    try:
+        for replica in started.values():
+            replica.service.wait_ready()
+        yield started
+    finally:
+        for replica in started.values():
+            replica.service.stop()
 
 
 def grpc_policy(
