@@ -24,10 +24,26 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceRef:
+    """A Kubernetes Service (in the policy's namespace) and its ports, by number or name."""
+
+    name: str
+    port: int | str
+    grpc_port: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Version:
     name: str
     endpoints: tuple[Endpoint, ...]
     grpc_endpoints: tuple[Endpoint, ...] = ()  # empty: the version serves no gRPC
+    # Set: the endpoints above are the Service's ready endpoints, filled in from its
+    # EndpointSlices before translation (empty until then, and while none is ready).
+    service: ServiceRef | None = None
+
+    @property
+    def grpc(self) -> bool:
+        return bool(self.grpc_endpoints) or (self.service is not None and self.service.grpc_port is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +156,7 @@ class Model:
     @property
     def grpc(self) -> bool:
         """Whether the model serves the gRPC inference protocol (every version or none does)."""
-        return bool(self.versions[0].grpc_endpoints)
+        return self.versions[0].grpc
 
     def version(self, name: str) -> Version:
         for version in self.versions:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane import ir
+from control_plane.engine import services as service_endpoints
+from control_plane.engine.services import ServiceEndpoints
 from control_plane.ir import RoutingIntent
 from control_plane.policy.compile import LocalOverrides, overridden_model, to_intent
 from control_plane.policy.errors import PolicyError, PolicyErrors
@@ -80,13 +82,18 @@ class Controller:
         overrides: LocalOverrides | None = None,
         *,
         allow_empty: bool = False,
+        services: ServiceEndpoints | None = None,
     ) -> None:
         self.source = source
+        # Resolves versions that name a Kubernetes Service; None (file mode): such a version is an error.
+        self.services = services
         self.cache = cache
         self.overrides = overrides or LocalOverrides()
         self.allow_empty = allow_empty
         self.policies: PolicySet | None = None
         self.intent: RoutingIntent | None = None
+        # ``intent`` with Service endpoints filled in: what the last snapshot was built from.
+        self.served: RoutingIntent | None = None
         self.unready: frozenset[str] = frozenset()
         self.last_reload: ReloadOutcome | None = None
         self.last_rejected: ReloadOutcome | None = None
@@ -142,13 +149,16 @@ class Controller:
             return self._reject([str(e) for e in loaded.errors])
         policies = loaded
         held = removal_errors(self.policies, policies, where=self.origin, allow_empty=self.allow_empty)
+        if self.services is None:
+            held = [*held, *service_endpoints.unresolvable(policies)]
         if held:
             return self._reject([str(e) for e in held])
         marks = [time.perf_counter()]
         intent = self._to_intent(policies)
         marks.append(time.perf_counter())
         try:
-            resources = self.translator.translate(intent, self.unready)
+            served, unready = self._served(intent)
+            resources = self.translator.translate(served, unready)
             marks.append(time.perf_counter())
             snapshot = Snapshot.build(resources, previous=self.cache.current)
             marks.append(time.perf_counter())
@@ -159,7 +169,7 @@ class Controller:
         rejection = self.cache.rejection(snapshot.version)
         if rejection is not None:
             return self._reject([_envoy_said(rejection, "this configuration")])
-        self.policies, self.intent = policies, intent
+        self.policies, self.intent, self.served = policies, intent, served
         self._remember(snapshot, policies, intent)
         changed = self.cache.set(snapshot)
         stages = ("intent", "translate", "snapshot")
@@ -186,17 +196,30 @@ class Controller:
     def set_unready(self, unready: frozenset[str]) -> None:
         """Readiness changed: re-translate the accepted intent with the new weights."""
         self.unready = unready
+        self.retranslate("a readiness change")
+
+    def retranslate(self, why: str) -> None:
+        """Publish the accepted intent again with current readiness and Service endpoints."""
         if self.intent is None or self.policies is None:
             return
         try:
             with paused_gc():
-                resources = self.translator.translate(self.intent, unready)
+                served, unready = self._served(self.intent)
+                resources = self.translator.translate(served, unready)
                 snapshot = Snapshot.build(resources, previous=self.cache.current)
-        except Exception:  # the prober calls this: a failure must not stop probing
-            log.exception("cannot re-translate after a readiness change; still serving the previous snapshot")
+        except Exception:  # the prober and the EndpointSlice watch call this: a failure must not stop them
+            log.exception("cannot re-translate after %s; still serving the previous snapshot", why)
             return
+        self.served = served
         self._remember(snapshot, self.policies, self.intent)
         self.cache.set(snapshot)
+
+    def _served(self, intent: RoutingIntent) -> tuple[RoutingIntent, frozenset[str]]:
+        """What to translate: ``intent`` with Service endpoints resolved, and the clusters to give no weight."""
+        if self.services is None:
+            return intent, self.unready
+        served = service_endpoints.resolve(intent, self.services)
+        return served, self.unready | service_endpoints.without_endpoints(served)
 
     # -- Envoy's verdict -------------------------------------------------------------
 
@@ -210,6 +233,7 @@ class Controller:
         """The cache fell back from a snapshot Envoy NACKed: serve, and show, what Envoy runs."""
         kept = self._published.get(serving.version) if serving is not None else None
         self.policies, self.intent = kept if kept is not None else (None, None)
+        self.served = self._served(self.intent)[0] if self.intent is not None else None
         now = "nothing" if serving is None else f"snapshot {serving.version}"
         outcome = ReloadOutcome(
             time.time(),

@@ -115,6 +115,8 @@ class HealthProber:
         unready = set()
         for model in intent.models:
             for version in model.versions:
+                if version.service is not None:  # its EndpointSlices say which endpoints are ready
+                    continue
                 health = [self.endpoint_health(model, e) for e in version.endpoints]
                 if model.health_check is not None and not any(h is not None and h.healthy for h in health):
                     unready.add(cluster_name(model.name, version.name))

@@ -101,8 +101,11 @@ def _any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     outer = {k: v for k, v in node.items() if k in ("description",)}
     if len(options) == 1:
         out = structural({**options[0], **outer}, defs)
+    elif sorted(str(o.get("type")) for o in options) == ["integer", "string"]:
+        # A port by number or name: Kubernetes' own int-or-string (the models check each form).
+        out = {**outer, "x-kubernetes-int-or-string": True}
     else:
-        # The only unions in the policy schema: a header match, an object or its
+        # The other union in the policy schema: a header match, an object or its
         # string shorthand. A structural schema cannot type "string or object".
         out = {**outer, "x-kubernetes-preserve-unknown-fields": True}
     if nullable:

@@ -50,7 +50,12 @@ def to_model(route: ModelRoute) -> ir.Model:
         path_prefix=spec.path_prefix,
         rewrite_prefix=spec.rewrite_prefix,
         versions=tuple(
-            ir.Version(name, _endpoints(v.endpoints), _endpoints(v.grpc_endpoints or ()))
+            ir.Version(
+                name,
+                _endpoints(v.endpoints or ()),
+                _endpoints(v.grpc_endpoints or ()),
+                ir.ServiceRef(v.service.name, v.service.port, v.service.grpc_port) if v.service else None,
+            )
             for name, v in spec.versions.items()
         ),
         split=_split(traffic),

@@ -99,11 +99,42 @@ def _check_endpoint(value: str) -> str:
 EndpointText = Annotated[str, AfterValidator(_check_endpoint)]
 
 
+# A Service port, by number or by name: an IANA_SVC_NAME as Kubernetes checks port names
+# (hyphen-separated lowercase alphanumerics, one part holding a letter, at most 15 long).
+PortRef = (
+    Annotated[int, Field(strict=True, ge=1, le=65535)]
+    | Annotated[str, StringConstraints(pattern=r"^([a-z0-9]+-)*[a-z0-9]*[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=15)]
+)
+
+
+class ServiceRef(Strict):
+    """A Kubernetes Service in the resource's namespace, whose EndpointSlices give the endpoints."""
+
+    name: Name
+    port: PortRef
+    grpc_port: PortRef | None = None  # the same Pods' gRPC inference port, if the model serves gRPC
+
+
 class VersionSpec(Strict):
-    endpoints: list[EndpointText] = Field(min_length=1)
+    endpoints: list[EndpointText] | None = Field(default=None, min_length=1)
     # The same replicas' gRPC ports (Open Inference Protocol over HTTP/2); declared
     # for every version of a model or for none, so a gRPC call can follow any split.
     grpc_endpoints: list[EndpointText] | None = Field(default=None, min_length=1)
+    # Instead of endpoints: the Service whose ready endpoints serve this version
+    # (Kubernetes mode; its EndpointSlices decide readiness and draining).
+    service: ServiceRef | None = None
+
+    @model_validator(mode="after")
+    def _endpoints_or_service(self) -> VersionSpec:
+        if (self.endpoints is None) == (self.service is None):
+            raise ValueError("a version sets exactly one of endpoints and service")
+        if self.service is not None and self.grpc_endpoints is not None:
+            raise ValueError("a version with a service names its gRPC port as service.grpc_port, not grpc_endpoints")
+        return self
+
+    @property
+    def serves_grpc(self) -> bool:
+        return self.grpc_endpoints is not None or (self.service is not None and self.service.grpc_port is not None)
 
 
 class ShadowSpec(Strict):

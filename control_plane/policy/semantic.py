@@ -24,14 +24,15 @@ def check_model(route: ModelRoute) -> Iterator[Problem]:
     else:
         yield from _check_split(("spec", "traffic"), spec.traffic, declared)
         yield from _check_shadows(("spec", "shadow"), spec.shadow, spec.traffic, declared)
-    with_grpc = [name for name, v in spec.versions.items() if v.grpc_endpoints is not None]
+    with_grpc = [name for name, v in spec.versions.items() if v.serves_grpc]
     if with_grpc and len(with_grpc) != len(spec.versions):
         for name in spec.versions.keys() - set(with_grpc):
             yield (
                 ("spec", "versions", name),
                 (
-                    f"grpc_endpoints is missing: it is declared for {', '.join(with_grpc)}, and a model serves gRPC"
-                    " from every version or from none (a split or pin may send a call to any of them)"
+                    f"grpc_endpoints (or service.grpc_port) is missing: it is declared for {', '.join(with_grpc)},"
+                    " and a model serves gRPC from every version or from none"
+                    " (a split or pin may send a call to any of them)"
                 ),
             )
     if spec.path_prefix.startswith(GRPC_PATH_PREFIX.rstrip("/")):

@@ -95,7 +95,7 @@ INVALID = [
         BASE.replace(
             '{endpoints: ["127.0.0.1:8201"]}', '{endpoints: ["127.0.0.1:8201"], grpc_endpoints: ["127.0.0.1:9201"]}'
         ),
-        "p.yaml:6: spec.versions.v3: grpc_endpoints is missing: it is declared for v4, and a model serves gRPC from every"
+        "p.yaml:6: spec.versions.v3: grpc_endpoints (or service.grpc_port) is missing: it is declared for v4, and a model serves gRPC from every"
         " version or from none",
     ),
     (
