@@ -19,6 +19,7 @@ from control_plane.admin.metrics import Metrics
 from control_plane.engine.controller import Controller
 from control_plane.engine.health import HealthProber
 from control_plane.engine.tasks import BackgroundTasks
+from control_plane.k8s.mode import KubernetesOptions, KubernetesParts, kubernetes_parts
 from control_plane.operations.audit import AuditLog
 from control_plane.operations.changes import PolicyChanges
 from control_plane.operations.history import History, default_state_dir
@@ -26,6 +27,7 @@ from control_plane.policy.compile import LocalOverrides
 from control_plane.rollout.metrics import EnvoyStats, envoy_admin_urls
 from control_plane.rollout.runner import RolloutRunner
 from control_plane.shadow.collector import ShadowCollector
+from control_plane.sources import WriteBack
 from control_plane.sources.files import FileSource
 from control_plane.xds.cache import SnapshotCache
 from control_plane.xds.nodes import NodeRegistry
@@ -47,6 +49,7 @@ class ServeOptions:
     envoy_admin: tuple[str, ...] = ()
     shadow_inputs: bool = True  # keep the inputs of shadow disagreements in the report
     allow_empty: bool = False  # let a reload remove every model (see policy/removals.py)
+    kubernetes: KubernetesOptions | None = None  # policies from resources, endpoints from EndpointSlices
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class ControlPlane:
     state_dir: Path
     parts: AdminContext  # everything the admin API and the loops share
     app: FastAPI
+    kubernetes: KubernetesParts | None = None
 
     @property
     def controller(self) -> Controller:
@@ -90,8 +94,14 @@ def build(options: ServeOptions, *, authenticator: Authenticator | None = None) 
     metrics = Metrics(cache)
     nodes = NodeRegistry(events=metrics)
     metrics.read_state_of(nodes)
-    source = FileSource(options.policies)
-    controller = Controller(source, cache, options.overrides, allow_empty=options.allow_empty)
+    kubernetes: KubernetesParts | None = None
+    source: WriteBack
+    if options.kubernetes is not None:
+        controller, kubernetes = kubernetes_parts(options.kubernetes, cache, nodes, options.overrides)
+        source = kubernetes.source
+    else:
+        source = FileSource(options.policies)
+        controller = Controller(source, cache, options.overrides, allow_empty=options.allow_empty)
     prober = HealthProber(controller.set_unready)
     changes = PolicyChanges(controller, prober, History(state_dir / "history.jsonl"), write_back=source)
     audit = AuditLog(state_dir / "audit.jsonl")
@@ -109,4 +119,4 @@ def build(options: ServeOptions, *, authenticator: Authenticator | None = None) 
         rollouts=RolloutRunner(changes, audit, stats, state_dir),  # resumes rollouts persisted in state_dir
         shadow=ShadowCollector(lambda: controller.intent, capture_inputs=options.shadow_inputs),
     )
-    return ControlPlane(options, state_dir, parts, create_app(parts))
+    return ControlPlane(options, state_dir, parts, create_app(parts), kubernetes)

@@ -107,6 +107,18 @@ async def serve(options: ServeOptions) -> int:
     for stale in remove_stale_temp_files([*options.policies, plane.state_dir]):
         log.warning("removed %s, left by a write that was interrupted", stale)
     parts = plane.parts
+    tasks, changes, prober, rollouts = parts.tasks, parts.changes, parts.prober, parts.rollouts
+    kubernetes = plane.kubernetes
+
+    async def on_resource_change() -> None:
+        await changes.reload_in_thread(who="kubernetes", action="resource-edit")
+
+    if kubernetes is not None:
+        kubernetes.source.on_change = on_resource_change
+        for name, loop_ in kubernetes.loops().items():
+            tasks.start(name, loop_)
+        await kubernetes.wait_synced()
+        log.info("watching ModelRoutes, Gateways and EndpointSlices in namespace %s", kubernetes.options.namespace)
     outcome = parts.changes.reload(action="startup")
     if not outcome.accepted:
         log.error("the policies are invalid; fix them and the control plane will pick them up")
@@ -118,7 +130,6 @@ async def serve(options: ServeOptions) -> int:
     await grpc_server.start()
     log.info("xDS (ADS) listening on %s:%d", options.xds_address, options.xds_port)
 
-    tasks, changes, prober, rollouts = parts.tasks, parts.changes, parts.prober, parts.rollouts
     admin = _EmbeddedUvicorn(
         uvicorn.Config(
             plane.app,
@@ -146,7 +157,7 @@ async def serve(options: ServeOptions) -> int:
     admin_task.add_done_callback(lambda _: stop.set())  # without its API the process is of no use
     tasks.start("health-prober", prober.run())
     tasks.start("rollout-runner", rollouts.run())
-    if options.watch:
+    if options.watch and kubernetes is None:
         tasks.start("policy-watcher", watch_policies(options.policies, on_policy_change))
     log.info("admin API on http://%s:%d", options.admin_address, options.admin_port)
     await stop.wait()
@@ -157,6 +168,8 @@ async def serve(options: ServeOptions) -> int:
     await grpc_server.stop(grace=1.0)
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await asyncio.wait_for(asyncio.shield(admin_task), timeout=5)
-    await tasks.stop()
+    await tasks.stop()  # cancels the election too: the leader releases its Lease
     await rollouts.close()
+    if kubernetes is not None:
+        await kubernetes.close()
     return 0 if healthy else 1

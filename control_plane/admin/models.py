@@ -69,7 +69,7 @@ class PromoteBody(_Body):
 def _view(
     ctx: AdminContext, name: str, located: Located[ModelRoute] | None = None, model: ir.Model | None = None
 ) -> dict[str, Any]:
-    intent = ctx.controller.intent
+    intent = ctx.controller.served or ctx.controller.intent
     located = located or find_model(ctx.controller.policies, name)
     if model is None and intent is not None:
         model = next((m for m in intent.models if m.name == name), None)
@@ -93,7 +93,7 @@ def unknown_model(ctx: AdminContext, name: str) -> ChangeError:
 
 @router.get("", summary="Every model: versions, split, rules, shadows, readiness; the ETag covers them all")
 async def list_models(ctx: Context, who: Reader, response: Response) -> dict[str, Any]:
-    policies, intent = ctx.controller.policies, ctx.controller.intent
+    policies, intent = ctx.controller.policies, ctx.controller.served or ctx.controller.intent
     located = {m.value.metadata.name: m for m in policies.models} if policies else {}
     current = ctx.cache.current
     views = [_view(ctx, m.name, located.get(m.name), m) for m in (intent.models if intent else ())]

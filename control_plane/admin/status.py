@@ -74,9 +74,10 @@ def policy_state(controller: Controller) -> dict[str, Any]:
 
 def model_view(controller: Controller, prober: HealthProber, name: str, model: Model | None = None) -> dict[str, Any]:
     """``model``, when given, saves a linear search of the intent (listing many models)."""
-    assert controller.intent is not None
-    model = model or controller.intent.model(name)
-    unready = {v.name for v in model.versions if cluster_name(model.name, v.name) in controller.unready}
+    served = controller.served or controller.intent  # with Service endpoints filled in (Kubernetes mode)
+    assert served is not None
+    model = model or served.model(name)
+    unready = {v.name for v in model.versions if cluster_name(model.name, v.name) in controller.served_unready}
     versions = []
     for version in model.versions:
         endpoints = []

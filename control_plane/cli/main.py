@@ -23,6 +23,8 @@ import asyncio
 import importlib.metadata
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +43,8 @@ from control_plane.sources.files import load_policies
 from control_plane.translate import translate
 from control_plane.translate.render import resources_by_type
 from control_plane.xds.bootstrap import bootstrap_yaml
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def _version() -> str:
@@ -122,10 +126,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"switchyard serve: {exc}", file=sys.stderr)
             return 2
 
+    if bool(args.policies) == args.kubernetes:
+        print("switchyard serve: give either --policies DIR or --kubernetes", file=sys.stderr)
+        return 2
+    kubernetes = None
+    if args.kubernetes:
+        from control_plane.k8s.mode import KubernetesOptions
+
+        kubernetes = KubernetesOptions(
+            namespace=args.namespace or _pod_namespace(),
+            identity=args.identity or os.environ.get("POD_NAME") or socket.gethostname(),
+            lease_name=args.lease_name,
+            lease_duration_s=args.lease_duration_s,
+            renew_deadline_s=args.lease_duration_s * 2 / 3,  # client-go's 15 s / 10 s / 2 s, scaled
+            retry_period_s=args.lease_duration_s * 2 / 15,
+        )
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per health probe otherwise
     options = ServeOptions(
-        policies=[Path(p) for p in args.policies],
+        policies=[Path(p) for p in args.policies or ()],
+        kubernetes=kubernetes,
         xds_address=args.xds_address,
         xds_port=args.xds_port,
         admin_address=args.admin_address,
@@ -139,6 +160,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_empty=args.allow_empty,
     )
     return asyncio.run(serve(options))
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 86_400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and less than a day, not {text}")
+    return value
+
+
+def _pod_namespace() -> str:
+    """$POD_NAMESPACE, else the namespace of the Pod's service account, else ``default``."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
 
 
 # Other modules add their subcommands here (the admin-API client commands, `up`, ...).
@@ -228,9 +266,34 @@ def build_parser() -> argparse.ArgumentParser:
         examples=[
             "switchyard serve --policies policies/",
             "switchyard serve --policies policies/ --tokens tokens.yaml --admin-address 0.0.0.0",
+            "switchyard serve --kubernetes --namespace ml --tokens tokens.yaml --admin-address 0.0.0.0",
         ],
     )
-    p.add_argument("--policies", nargs="+", required=True, metavar="DIR", help="policy directories or files")
+    p.add_argument("--policies", nargs="+", metavar="DIR", help="policy directories or files")
+    p.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="read ModelRoute and Gateway resources and EndpointSlices from the Kubernetes API instead"
+        " (in-cluster service account, else $KUBECONFIG); replicas elect a leader with a Lease",
+    )
+    p.add_argument("--namespace", metavar="NS", help="with --kubernetes: the namespace to watch (default: the Pod's)")
+    p.add_argument(
+        "--identity", metavar="NAME", help="with --kubernetes: this replica in the Lease (default: $POD_NAME, hostname)"
+    )
+    p.add_argument(
+        "--lease-name",
+        default="switchyard-leader",
+        metavar="NAME",
+        help="with --kubernetes: the Lease the replicas elect a leader with (default switchyard-leader)",
+    )
+    p.add_argument(
+        "--lease-duration-s",
+        type=_positive_seconds,
+        default=15.0,
+        metavar="S",
+        help="with --kubernetes: how long a silent leader keeps the Lease before another replica takes over"
+        " (default 15; it renews every 2/15 of that and gives up after 2/3)",
+    )
     p.add_argument("--xds-address", default="127.0.0.1", metavar="ADDR", help="xDS listen address (default 127.0.0.1)")
     p.add_argument("--xds-port", type=int, default=18000, metavar="PORT", help="xDS port (default 18000)")
     p.add_argument(

@@ -94,7 +94,9 @@ class Controller:
         self.intent: RoutingIntent | None = None
         # ``intent`` with Service endpoints filled in: what the last snapshot was built from.
         self.served: RoutingIntent | None = None
-        self.unready: frozenset[str] = frozenset()
+        self.unready: frozenset[str] = frozenset()  # clusters the prober finds unready
+        # What ``served`` was translated with: ``unready`` plus Service-backed versions without endpoints.
+        self.served_unready: frozenset[str] = frozenset()
         self.last_reload: ReloadOutcome | None = None
         self.last_rejected: ReloadOutcome | None = None
         self.reloads: deque[ReloadOutcome] = deque(maxlen=RECENT_RELOADS)  # newest last
@@ -169,7 +171,7 @@ class Controller:
         rejection = self.cache.rejection(snapshot.version)
         if rejection is not None:
             return self._reject([_envoy_said(rejection, "this configuration")])
-        self.policies, self.intent, self.served = policies, intent, served
+        self.policies, self.intent, self.served, self.served_unready = policies, intent, served, unready
         self._remember(snapshot, policies, intent)
         changed = self.cache.set(snapshot)
         stages = ("intent", "translate", "snapshot")
@@ -210,7 +212,7 @@ class Controller:
         except Exception:  # the prober and the EndpointSlice watch call this: a failure must not stop them
             log.exception("cannot re-translate after %s; still serving the previous snapshot", why)
             return
-        self.served = served
+        self.served, self.served_unready = served, unready
         self._remember(snapshot, self.policies, self.intent)
         self.cache.set(snapshot)
 
@@ -233,7 +235,10 @@ class Controller:
         """The cache fell back from a snapshot Envoy NACKed: serve, and show, what Envoy runs."""
         kept = self._published.get(serving.version) if serving is not None else None
         self.policies, self.intent = kept if kept is not None else (None, None)
-        self.served = self._served(self.intent)[0] if self.intent is not None else None
+        if self.intent is not None:
+            self.served, self.served_unready = self._served(self.intent)
+        else:
+            self.served, self.served_unready = None, frozenset()
         now = "nothing" if serving is None else f"snapshot {serving.version}"
         outcome = ReloadOutcome(
             time.time(),

@@ -16,14 +16,15 @@ backoff, so a restarted API server or a network blip is survived.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lightkube import AsyncClient
+from lightkube.core import decoders
 from lightkube.core.exceptions import ApiError
-from lightkube.types import OnErrorAction, OnErrorResult
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,6 @@ class Consumer(Protocol):
 def _name(obj: Any) -> str:
     meta: _Meta = obj.metadata
     return meta.name or ""
-
-
-def _raise(_: Exception, __: int) -> OnErrorResult:
-    return OnErrorResult(OnErrorAction.RAISE)
 
 
 class Informer:
@@ -118,8 +115,10 @@ class Informer:
         self.synced.set()
 
     async def _watch(self) -> None:
-        # lightkube's watch() has no allowWatchBookmarks argument; its request builder
-        # and watch driver take any parameter, so the bookmark flag is added here.
+        # lightkube's watch() neither asks for bookmarks nor survives one of a kind
+        # with required fields (a BOOKMARK object carries only its metadata, and an
+        # EndpointSlice without addressType fails to decode). Its request builder and
+        # decoders are used; the events are read here.
         inner = self.client._client
         request = inner.prepare_request(
             "list",
@@ -132,12 +131,35 @@ class Informer:
                 "allowWatchBookmarks": "true",
             },
         )
-        async for kind, obj in inner.watch(request, on_error=_raise):
-            version = obj.metadata.resourceVersion if obj.metadata else None
+        http = inner._client.build_request(
+            request.method, request.url, params=request.params, timeout=inner._watch_timeout
+        )
+        response = await inner._client.send(http, stream=True)
+        try:
+            if response.is_error:
+                await response.aread()
+                inner.raise_for_status(response)  # type: ignore[no-untyped-call]  # an ApiError with its Status
+            async for line in response.aiter_lines():
+                if line.strip():
+                    await self._event(line)
+        finally:
+            await response.aclose()
+
+    async def _event(self, line: str) -> None:
+        event = decoders.decode_watch_event(line.encode())
+        if event.type == "ERROR":
+            raise ApiError(status=decoders.decode_status(event.object))
+        if event.type == "BOOKMARK":
+            version = (json.loads(event.object).get("metadata") or {}).get("resourceVersion")
             if version:
                 self.resource_version = version
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
-                await self.consumer.apply(Event(kind, _name(obj), obj))
+            return
+        obj = decoders.decode_object(event.object, self.resource)
+        version = obj.metadata.resourceVersion if obj.metadata else None
+        if version:
+            self.resource_version = version
+        if event.type in ("ADDED", "MODIFIED", "DELETED"):
+            await self.consumer.apply(Event(event.type, _name(obj), obj))
 
 
 def _has_version(listed: Any) -> bool:

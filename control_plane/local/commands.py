@@ -62,7 +62,7 @@ def model_service(
 def control_plane(
     python: str,
     *,
-    policies: str | Path,
+    policies: str | Path | None,  # None: the caller adds --kubernetes
     xds_address: str,
     xds_port: int,
     admin_address: str,
@@ -74,7 +74,7 @@ def control_plane(
 ) -> list[str]:
     args = [
         python, "-m", "control_plane", "serve",
-        "--policies", str(policies),
+        *(["--policies", str(policies)] if policies is not None else []),
         "--xds-address", xds_address,
         "--xds-port", str(xds_port),
         "--admin-address", admin_address,

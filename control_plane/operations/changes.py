@@ -30,7 +30,7 @@ from control_plane.policy.compile import to_model
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import Located, PolicySet, load_texts
 from control_plane.policy.schema import ModelRoute
-from control_plane.sources import WriteBack
+from control_plane.sources import WriteBack, WriteConflict
 from control_plane.sources.splice import StoreError
 
 Planner = Callable[[RoutingState, ir.Model], RoutingState]
@@ -277,6 +277,8 @@ class PolicyChanges:
             return Change(model, plan.file, plan.old, plan.new, False, current.version if current else None, etag)
         try:
             self.write_back.write(plan.file, plan.new_text)
+        except WriteConflict as exc:
+            raise Stale(f"model {model!r} changed since it was read ({exc}); read it again and retry") from None
         except OSError as exc:
             raise Conflict(f"cannot write {plan.file}: {exc}") from None
         before = len(self.history.entries(model))

@@ -15,6 +15,10 @@ from typing import Protocol
 Shadow = tuple[str, float]
 
 
+class WriteConflict(OSError):
+    """The document changed where it lives since it was read (a 409 from the API server): the change is stale."""
+
+
 class PolicySource(Protocol):
     """Reads the whole policy set. Implementations are safe to call from a worker thread."""
 
@@ -46,5 +50,5 @@ class WriteBack(Protocol):
         ...
 
     def write(self, origin: str, text: str) -> None:
-        """Replace ``origin`` with ``text`` atomically; raises ``OSError``."""
+        """Replace ``origin`` with ``text`` atomically; raises ``OSError`` (``WriteConflict`` when stale)."""
         ...

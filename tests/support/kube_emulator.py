@@ -71,9 +71,11 @@ import contextlib
 import copy
 import datetime
 import json
+import queue
 import secrets
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,10 +87,9 @@ import kmock
 import lightkube
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.config.models import Cluster, User
-from lightkube.generic_resource import create_namespaced_resource
 
-GROUP = "switchyard.dev"
-VERSION = "v1alpha1"
+from control_plane.k8s.crd import GROUP, VERSION
+from control_plane.k8s.kinds import Gateway, ModelRoute
 
 MODELROUTES = kmock.resource(group=GROUP, version=VERSION, plural="modelroutes")
 GATEWAYS = kmock.resource(group=GROUP, version=VERSION, plural="gateways")
@@ -109,10 +110,6 @@ RESOURCES: dict[kmock.resource, kmock.ResourceInfo] = {
 # Their registry strategies allow a PUT without a resourceVersion (last write wins);
 # custom resources and Leases refuse one (apiextensions' and coordination's strategies).
 UNCONDITIONAL_UPDATE = {SERVICES, ENDPOINTSLICES}
-
-# lightkube models for our custom kinds (lightkube caches these by kind, so this is idempotent).
-ModelRoute = create_namespaced_resource(GROUP, VERSION, "ModelRoute", "modelroutes")
-Gateway = create_namespaced_resource(GROUP, VERSION, "Gateway", "gateways")
 
 _Key = tuple[kmock.resource, str | None, str]
 
@@ -619,6 +616,57 @@ async def kube_emulator(
             await kube._close()
 
 
+@contextlib.contextmanager
+def kube_emulator_in_thread(**kwargs: Any) -> Iterator[KubeEmulator]:
+    """:func:`kube_emulator` on its own event loop in a daemon thread, for synchronous tests.
+
+    Tests that run real processes wait with ``time.sleep``; the emulator must keep
+    answering meanwhile. Use synchronous clients (``lightkube.Client(config=kube.config())``).
+    """
+    started: queue.Queue[KubeEmulator | BaseException] = queue.Queue()
+    stop: asyncio.Future[None] | None = None
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        nonlocal stop
+        stop = loop.create_future()
+        try:
+            async with kube_emulator(**kwargs) as kube:
+                started.put(kube)
+                await stop
+        except BaseException as exc:  # reported to the test that waits for the start
+            started.put(exc)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), name="kube-emulator", daemon=True)
+    thread.start()
+    kube = started.get(timeout=30)
+    if isinstance(kube, BaseException):
+        raise kube
+    try:
+        yield kube
+    finally:
+        loop.call_soon_threadsafe(lambda: stop is not None and not stop.done() and stop.set_result(None))
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
+
+
+def kubeconfig_text(kube: KubeEmulator, namespace: str) -> str:
+    """A kubeconfig file for ``kube``: what a control plane process gets as $KUBECONFIG."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": kube.url}}],
+            "users": [{"name": "test", "user": {}}],
+            "contexts": [
+                {"name": "emulator", "context": {"cluster": "emulator", "user": "test", "namespace": namespace}}
+            ],
+            "current-context": "emulator",
+        }
+    )
+
+
 def status_of(obj: Any) -> dict[str, Any]:
     """The ``status`` of a lightkube object as a plain dict (generic resources keep it as one)."""
     raw = obj.to_dict() if hasattr(obj, "to_dict") else obj
@@ -638,6 +686,8 @@ __all__ = [
     "ModelRoute",
     "api_error",
     "kube_emulator",
+    "kube_emulator_in_thread",
+    "kubeconfig_text",
     "merge_patch",
     "status_of",
 ]

@@ -111,12 +111,13 @@ class ControlPlane:
 
     def __init__(
         self,
-        policies: Path,
+        policies: Path | None,  # None: extra_args say --kubernetes
         workdir: Path,
         *,
         xds_port: int | None = None,
         extra_args: Sequence[str] = (),
         token: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.policies = policies
         self.workdir = workdir
@@ -125,6 +126,7 @@ class ControlPlane:
         self.xds_port = xds_port or free_port()
         self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.admin_port}"
+        self.env = env
         self.process: Process | None = None
 
     def start(self, timeout: float = 30.0) -> ControlPlane:
@@ -136,7 +138,8 @@ class ControlPlane:
             admin_address="127.0.0.1",
             admin_port=self.admin_port,
         )
-        self.process = Process([*command, *self.extra_args], self.workdir / f"control-plane-{self.admin_port}.log")
+        log_path = self.workdir / f"control-plane-{self.admin_port}.log"
+        self.process = Process([*command, *self.extra_args], log_path, self.env)
         wait_for(
             lambda: httpx.get(f"{self.url}/healthz").status_code == 200,
             timeout,

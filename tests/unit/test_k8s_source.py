@@ -1,0 +1,227 @@
+"""The Kubernetes mode without Envoy: resources in, policies and status out, writes conditional.
+
+The wiring is ``plane.build``'s (the same parts ``switchyard serve --kubernetes`` runs); the
+API server is the emulator, on its own thread because writes use a synchronous client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lightkube
+import pytest
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.types import PatchType
+
+from control_plane.k8s.kinds import Gateway, ModelRoute
+from control_plane.k8s.mode import KubernetesOptions
+from control_plane.k8s.source import KubernetesSource
+from control_plane.operations.changes import Conflict, Stale
+from control_plane.plane import ControlPlane, ServeOptions, build
+from tests.support.kube_emulator import KubeEmulator, kube_emulator_in_thread, status_of
+
+NS = "ml"
+WAIT_S = 10.0  # bound on every wait; passing tests take a fraction of it
+
+
+def spec(traffic: dict[str, int], host: str = "sentiment.example") -> dict[str, Any]:
+    return {
+        "hosts": [host],
+        "versions": {v: {"endpoints": [f"127.0.0.1:{8000 + i}"]} for i, v in enumerate(("v3", "v4"))},
+        "traffic": traffic,
+    }
+
+
+def route(name: str, body: dict[str, Any]) -> Any:
+    return ModelRoute(metadata=ObjectMeta(name=name, namespace=NS), spec=body)
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[KubeEmulator]:
+    with kube_emulator_in_thread(bookmark_interval_s=60.0) as k:  # no bookmarks: 410s can be provoked
+        yield k
+
+
+@pytest.fixture
+def api(kube: KubeEmulator) -> Iterator[lightkube.Client]:
+    client = lightkube.Client(config=kube.config(NS))
+    yield client
+    for kind in (ModelRoute, Gateway):
+        for obj in client.list(kind, namespace=NS):
+            client.delete(kind, obj.metadata.name, namespace=NS)
+    client.close()
+
+
+@contextlib.asynccontextmanager
+async def running(
+    kube: KubeEmulator, tmp_path: Path, identity: str = "a", *, watch_timeout_s: int = 300
+) -> AsyncIterator[ControlPlane]:
+    """A control plane's Kubernetes loops (no servers), reloading on every resource change."""
+    options = KubernetesOptions(
+        NS, identity, config=kube.config(NS), lease_duration_s=1.0, renew_deadline_s=0.6, retry_period_s=0.1
+    )
+    plane = build(ServeOptions(policies=[], kubernetes=options, state_dir=tmp_path / identity))
+    assert plane.kubernetes is not None
+    k8s = plane.kubernetes
+
+    async def reload() -> None:
+        await plane.changes.reload_in_thread(who="kubernetes", action="resource-edit")
+
+    k8s.source.on_change = reload
+    for informer in k8s.informers:
+        informer.watch_timeout_s = watch_timeout_s
+    tasks = [asyncio.create_task(loop) for loop in k8s.loops().values()]
+    try:
+        await asyncio.wait_for(k8s.wait_synced(), WAIT_S)
+        plane.changes.reload(action="startup")
+        yield plane
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await k8s.close()
+
+
+async def until(check: Callable[[], Any], what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        result = await asyncio.to_thread(check)
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def traffic_of(plane: ControlPlane, name: str) -> dict[str, int] | None:
+    intent = plane.controller.intent
+    model = next((m for m in intent.models if m.name == name), None) if intent else None
+    return model.split.as_dict() if model else None
+
+
+def condition(obj: Any, kind: str) -> dict[str, Any]:
+    return next(c for c in status_of(obj).get("conditions", ()) if c["type"] == kind)
+
+
+async def test_a_bad_resource_is_rejected_alone_with_its_field_path_in_status(
+    kube: KubeEmulator, api: lightkube.Client, tmp_path: Path
+) -> None:
+    api.create(route("a", spec({"v3": 90, "v4": 10}, "a.example")))
+    api.create(route("b", spec({"v3": 50, "v4": 50}, "b.example")))
+    async with running(kube, tmp_path) as plane:
+        assert traffic_of(plane, "a") == {"v3": 90, "v4": 10}
+        served = plane.cache.current
+        api.patch(ModelRoute, "b", {"spec": {"traffic": {"v3": 70, "v4": 20}}}, namespace=NS, patch_type=PatchType.MERGE)
+
+        def rejected() -> Any:
+            obj = api.get(ModelRoute, "b", namespace=NS)
+            return obj if status_of(obj) and condition(obj, "Accepted")["status"] == "False" else None
+
+        obj = await until(rejected, "b's status to say Accepted=False")
+        accepted = condition(obj, "Accepted")
+        assert accepted["reason"] == "Invalid"
+        assert accepted["message"].startswith("spec.traffic: ")
+        assert accepted["observedGeneration"] == obj.metadata.generation == 2
+        # Nothing changed in what is served; b keeps its last accepted split, a is untouched.
+        assert plane.cache.current is served
+        assert traffic_of(plane, "b") == {"v3": 50, "v4": 50}
+        assert condition(api.get(ModelRoute, "a", namespace=NS), "Accepted")["status"] == "True"
+        # Programmed: b's served (older) spec is in the snapshot, but no Envoy runs it.
+        assert condition(obj, "Programmed")["reason"] == "Pending"
+        assert status_of(obj)["effectiveTraffic"] == {"v3": 50, "v4": 50}
+
+        # A change through the admin path is refused while the newest spec is rejected...
+        with pytest.raises(Conflict, match="generation 2\\) was rejected: spec.traffic"):
+            plane.changes.shift("b", {"v3": 100, "v4": 0}, who="test", if_match=None)
+        # ...and fixing it is picked up.
+        api.patch(ModelRoute, "b", {"spec": {"traffic": {"v3": 80, "v4": 20}}}, namespace=NS, patch_type=PatchType.MERGE)
+        await until(lambda: traffic_of(plane, "b") == {"v3": 80, "v4": 20}, "the fixed spec to be served")
+        await until(
+            lambda: condition(api.get(ModelRoute, "b", namespace=NS), "Accepted")["status"] == "True",
+            "Accepted=True again",
+        )
+
+
+async def test_a_conflict_between_resources_holds_back_the_newcomer_only(
+    kube: KubeEmulator, api: lightkube.Client, tmp_path: Path
+) -> None:
+    api.create(route("a", spec({"v3": 100, "v4": 0}, "same.example")))
+    async with running(kube, tmp_path) as plane:
+        api.create(route("b", spec({"v3": 100, "v4": 0}, "same.example")))
+        source = plane.controller.source
+        assert isinstance(source, KubernetesSource)
+        tracked = await until(
+            lambda: next((t for t in source.resources() if t.name == "b" and t.errors), None), "b to be held back"
+        )
+        assert "overlaps model 'a'" in tracked.problems[0]
+        assert [m.name for m in plane.controller.intent.models] == ["a"]  # type: ignore[union-attr]
+        api.delete(ModelRoute, "a", namespace=NS)  # the conflict is gone: b is retried and accepted
+        await until(
+            lambda: [m.name for m in plane.controller.intent.models] == ["b"],  # type: ignore[union-attr]
+            "b to replace a",
+        )
+
+
+async def test_writes_go_to_the_resource_and_a_concurrent_edit_makes_them_stale(
+    kube: KubeEmulator, api: lightkube.Client, tmp_path: Path
+) -> None:
+    api.create(route("a", spec({"v3": 90, "v4": 10})))
+    async with running(kube, tmp_path) as plane:
+        await until(lambda: plane.kubernetes and plane.kubernetes.election.is_leader, "leadership")
+        change = await asyncio.to_thread(plane.changes.shift, "a", {"v3": 50, "v4": 50}, who="test", if_match=None)
+        assert change.changed and traffic_of(plane, "a") == {"v3": 50, "v4": 50}
+        assert api.get(ModelRoute, "a", namespace=NS)["spec"]["traffic"] == {"v3": 50, "v4": 50}
+        source = plane.controller.source
+        assert isinstance(source, KubernetesSource)
+        # kubectl edits the resource; this replica has not seen it yet (its watch is held back).
+        read_at = next(t for t in source.resources() if t.name == "a").resource_version
+        edited = api.get(ModelRoute, "a", namespace=NS)
+        edited["spec"]["hosts"] = ["sentiment.example", "edited.example"]
+        api.replace(edited)
+        tracked = next(t for t in source.resources() if t.name == "a")
+        assert tracked.resource_version == read_at  # no await since the edit: the watch cannot have run
+        with pytest.raises(Stale, match="changed since it was read"):
+            plane.changes.shift("a", {"v3": 10, "v4": 90}, who="test", if_match=None)
+        # The edit survives: nothing was overwritten.
+        assert api.get(ModelRoute, "a", namespace=NS)["spec"]["hosts"] == ["sentiment.example", "edited.example"]
+
+
+async def test_only_the_leader_writes_and_the_others_name_it(
+    kube: KubeEmulator, api: lightkube.Client, tmp_path: Path
+) -> None:
+    api.create(route("a", spec({"v3": 90, "v4": 10})))
+    async with running(kube, tmp_path, "first") as first:
+        assert first.kubernetes is not None
+        await until(lambda: first.kubernetes and first.kubernetes.election.is_leader, "the first to lead")
+        async with running(kube, tmp_path, "second") as second:
+            await until(lambda: second.kubernetes and second.kubernetes.election.leader == "first", "a known leader")
+            with pytest.raises(Conflict, match="not the leader: first holds Lease ml/switchyard-leader"):
+                await asyncio.to_thread(second.changes.shift, "a", {"v3": 0, "v4": 100}, who="t", if_match=None)
+            # Both serve the same content: the same snapshot version.
+            assert second.cache.current is not None and first.cache.current is not None
+            assert second.cache.current.version == first.cache.current.version
+
+
+async def test_a_watch_that_expired_relists_and_pushes_nothing(
+    kube: KubeEmulator, api: lightkube.Client, tmp_path: Path
+) -> None:
+    api.create(route("a", spec({"v3": 90, "v4": 10})))
+    async with running(kube, tmp_path, watch_timeout_s=1) as plane:  # each watch resumes after 1 s
+        k8s = plane.kubernetes
+        assert k8s is not None
+        informer = k8s.informers[0]
+        before, reloads = plane.cache.current, len(plane.controller.reloads)
+        # A write elsewhere moves the cluster's version on; compaction expires the informer's.
+        other = lightkube.Client(config=kube.config("elsewhere"))
+        other.create(ModelRoute(metadata=ObjectMeta(name="x", namespace="elsewhere"), spec={}))
+        kube.emulator.compact()
+        lists = informer.lists
+        await until(lambda: informer.lists > lists, "a relist after 410 Gone")
+        assert plane.cache.current is before
+        assert len(plane.controller.reloads) == reloads  # nothing changed, so no reload at all
+        other.delete(ModelRoute, "x", namespace="elsewhere")
+        other.close()
