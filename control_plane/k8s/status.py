@@ -45,6 +45,15 @@ def rfc3339(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def merge_patch_from(old: Any, new: Any) -> Any:
+    """The RFC 7386 merge patch that turns ``old`` into ``new`` (null removes a key; lists are whole)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch = {key: None for key in old.keys() - new.keys()}
+    patch.update({key: merge_patch_from(old.get(key), value) for key, value in new.items() if old.get(key) != value})
+    return patch
+
+
 def condition(
     kind: str, ok: bool, reason: str, message: str, generation: int, previous: dict[str, Any], now: float
 ) -> dict[str, Any]:
@@ -107,14 +116,14 @@ class StatusWriter:
         for resource in tracked:
             wanted = self.desired(resource)
             shown = resource.status
-            if all(shown.get(k) == v for k, v in wanted.items()):
+            if shown == wanted:
                 continue
             if self._written.get(resource.origin) == (resource.resource_version, wanted):
                 continue  # written; the watch has not brought the new version yet
             await self.client.patch(
                 CLASSES[resource.kind].Status,
                 resource.name,
-                {"status": wanted},
+                {"status": merge_patch_from(shown, wanted)},
                 namespace=self.source.namespace,
                 patch_type=PatchType.MERGE,
             )

@@ -135,7 +135,7 @@ async def test_a_bad_resource_is_rejected_alone_with_its_field_path_in_status(
         assert status_of(obj)["effectiveTraffic"] == {"v3": 50, "v4": 50}
 
         # A change through the admin path is refused while the newest spec is rejected...
-        with pytest.raises(Conflict, match="generation 2\\) was rejected: spec.traffic"):
+        with pytest.raises(Conflict, match=r"generation 2\) was rejected: spec\.traffic"):
             plane.changes.shift("b", {"v3": 100, "v4": 0}, who="test", if_match=None)
         # ...and fixing it is picked up.
         api.patch(ModelRoute, "b", {"spec": {"traffic": {"v3": 80, "v4": 20}}}, namespace=NS, patch_type=PatchType.MERGE)

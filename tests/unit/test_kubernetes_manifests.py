@@ -206,6 +206,29 @@ def test_every_namespaced_object_is_in_the_switchyard_namespace() -> None:
             assert doc["metadata"].get("namespace") == NAMESPACE, where
 
 
+def pruned_fields(node: Any, schema: Doc, path: str = "") -> list[str]:
+    """Fields a structural schema does not declare: the API server prunes them (and
+    `kubectl apply`, validating strictly, refuses them). The OpenAPI validator cannot
+    say so, as the schemas carry no additionalProperties: false."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(node, dict) and path != ".metadata":
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        found: list[str] = []
+        for key, value in node.items():
+            if properties is not None and key in properties:
+                found += pruned_fields(value, properties[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                found += pruned_fields(value, extra, f"{path}.{key}")
+            elif key not in ("apiVersion", "kind", "metadata") or path:
+                found.append(f"{path}.{key}")
+        return found
+    if isinstance(node, list) and "items" in schema:
+        return [bad for i, v in enumerate(node) for bad in pruned_fields(v, schema["items"], f"{path}[{i}]")]
+    return []
+
+
 @pytest.mark.parametrize("kind", ["ModelRoute", "Gateway"])
 def test_custom_resources_are_valid_by_the_crd_schema(custom_resources: list[Doc], kind: str) -> None:
     validator = OAS30Validator(crd_schema(kind))
@@ -214,6 +237,7 @@ def test_custom_resources_are_valid_by_the_crd_schema(custom_resources: list[Doc
     for resource in resources:
         assert resource["apiVersion"] == f"{CUSTOM_GROUP}/v1alpha1"
         assert [e.message for e in validator.iter_errors(resource)] == [], resource["metadata"]["name"]
+        assert pruned_fields(resource, crd_schema(kind)) == [], resource["metadata"]["name"]
 
 
 def test_custom_resources_load_as_policies(custom_resources: list[Doc]) -> None:
