@@ -115,7 +115,9 @@ async def test_a_bad_resource_is_rejected_alone_with_its_field_path_in_status(
     async with running(kube, tmp_path) as plane:
         assert traffic_of(plane, "a") == {"v3": 90, "v4": 10}
         served = plane.cache.current
-        api.patch(ModelRoute, "b", {"spec": {"traffic": {"v3": 70, "v4": 20}}}, namespace=NS, patch_type=PatchType.MERGE)
+        api.patch(
+            ModelRoute, "b", {"spec": {"traffic": {"v3": 70, "v4": 20}}}, namespace=NS, patch_type=PatchType.MERGE
+        )
 
         def rejected() -> Any:
             obj = api.get(ModelRoute, "b", namespace=NS)
@@ -138,7 +140,9 @@ async def test_a_bad_resource_is_rejected_alone_with_its_field_path_in_status(
         with pytest.raises(Conflict, match=r"generation 2\) was rejected: spec\.traffic"):
             plane.changes.shift("b", {"v3": 100, "v4": 0}, who="test", if_match=None)
         # ...and fixing it is picked up.
-        api.patch(ModelRoute, "b", {"spec": {"traffic": {"v3": 80, "v4": 20}}}, namespace=NS, patch_type=PatchType.MERGE)
+        api.patch(
+            ModelRoute, "b", {"spec": {"traffic": {"v3": 80, "v4": 20}}}, namespace=NS, patch_type=PatchType.MERGE
+        )
         await until(lambda: traffic_of(plane, "b") == {"v3": 80, "v4": 20}, "the fixed spec to be served")
         await until(
             lambda: condition(api.get(ModelRoute, "b", namespace=NS), "Accepted")["status"] == "True",
