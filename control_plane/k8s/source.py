@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 POLICY_API_VERSION = "switchyard/v1"
 FIELD_MANAGER = "switchyard"
+CONFLICT_RETRIES = 3
 
 
 class WriteRefused(OSError):
@@ -257,25 +258,42 @@ class KubernetesSource:
                 f"its newest spec (generation {tracked.generation}) was rejected: {'; '.join(tracked.problems)};"
                 " fix or revert it first"
             )
-        meta = {k: v for k, v in (tracked.obj.get("metadata") or {}).items() if k != "managedFields"}
-        replacement = CLASSES[tracked.kind](
-            apiVersion=API_VERSION,
-            kind=tracked.kind,
-            metadata=cast(ObjectMeta, ObjectMeta.from_dict(meta)),
-            spec=yaml.safe_load(text)["spec"],
-        )
-        try:
-            written = self._client().replace(replacement, field_manager=FIELD_MANAGER)
-        except ApiError as exc:
-            if exc.status.code == 409:
-                raise WriteConflict(f"{origin} changed since it was read: {exc.status.message}") from None
-            raise OSError(f"the API server refused it: {exc.status.code} {exc.status.message}") from None
-        except httpx.HTTPError as exc:
-            raise OSError(f"cannot reach the API server: {exc}") from None
-        obj = plain(written)
+        obj = self._replace(tracked, yaml.safe_load(text)["spec"])
         tracked.obj, tracked.rendered = obj, render(tracked.kind, obj)
         tracked.text, tracked.errors = tracked.rendered, ()
         self._publish()
+
+    def _replace(self, tracked: Tracked, spec: Any) -> dict[str, Any]:
+        """PUT the resource with ``spec``; a 409 caused by a change of its status or annotations only
+        (the status writer's, or the leader's rollout record) is retried with the newer version."""
+        client, current = self._client(), tracked.obj
+        for _ in range(CONFLICT_RETRIES):
+            meta = {k: v for k, v in (current.get("metadata") or {}).items() if k != "managedFields"}
+            replacement = CLASSES[tracked.kind](
+                apiVersion=API_VERSION,
+                kind=tracked.kind,
+                metadata=cast(ObjectMeta, ObjectMeta.from_dict(meta)),
+                spec=spec,
+            )
+            try:
+                return plain(client.replace(replacement, field_manager=FIELD_MANAGER))
+            except ApiError as exc:
+                if exc.status.code != 409:
+                    raise OSError(f"the API server refused it: {exc.status.code} {exc.status.message}") from None
+                current = self._get(tracked)
+                if render(tracked.kind, current) != tracked.text:
+                    raise WriteConflict(f"{tracked.origin} changed since it was read: {exc.status.message}") from None
+            except httpx.HTTPError as exc:
+                raise OSError(f"cannot reach the API server: {exc}") from None
+        raise WriteConflict(f"{tracked.origin} keeps changing; retry")
+
+    def _get(self, tracked: Tracked) -> dict[str, Any]:
+        try:
+            return plain(self._client().get(CLASSES[tracked.kind], tracked.name, namespace=self.namespace))
+        except ApiError as exc:
+            raise WriteConflict(f"{tracked.origin} changed since it was read: {exc.status.message}") from None
+        except httpx.HTTPError as exc:
+            raise OSError(f"cannot reach the API server: {exc}") from None
 
     def close(self) -> None:
         if self._writer is not None:

@@ -192,6 +192,13 @@ async def test_writes_go_to_the_resource_and_a_concurrent_edit_makes_them_stale(
             plane.changes.shift("a", {"v3": 10, "v4": 90}, who="test", if_match=None)
         # The edit survives: nothing was overwritten.
         assert api.get(ModelRoute, "a", namespace=NS)["spec"]["hosts"] == ["sentiment.example", "edited.example"]
+        await until(lambda: "edited.example" in (source.read().get("modelroutes/ml/a") or ""), "the edit to arrive")
+        # A change of status alone (the status writer's) since the read is not a conflict: retried.
+        read_at = next(t for t in source.resources() if t.name == "a").resource_version
+        api.patch(ModelRoute.Status, "a", {"status": {"note": "x"}}, namespace=NS, patch_type=PatchType.MERGE)
+        change = plane.changes.shift("a", {"v3": 10, "v4": 90}, who="test", if_match=None)
+        assert change.changed and next(t for t in source.resources() if t.name == "a").resource_version != read_at
+        assert api.get(ModelRoute, "a", namespace=NS)["spec"]["traffic"] == {"v3": 10, "v4": 90}
 
 
 async def test_only_the_leader_writes_and_the_others_name_it(
