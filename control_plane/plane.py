@@ -19,7 +19,7 @@ from control_plane.admin.metrics import Metrics
 from control_plane.engine.controller import Controller
 from control_plane.engine.health import HealthProber
 from control_plane.engine.tasks import BackgroundTasks
-from control_plane.k8s.mode import KubernetesOptions, KubernetesParts, kubernetes_parts
+from control_plane.k8s.mode import KubernetesOptions, KubernetesParts, StatusRolloutStore, kubernetes_parts
 from control_plane.operations.audit import AuditLog
 from control_plane.operations.changes import PolicyChanges
 from control_plane.operations.history import History, default_state_dir
@@ -116,7 +116,15 @@ def build(options: ServeOptions, *, authenticator: Authenticator | None = None) 
         authenticator=authenticator,
         metrics=metrics,
         tasks=BackgroundTasks(),
-        rollouts=RolloutRunner(changes, audit, stats, state_dir),  # resumes rollouts persisted in state_dir
+        # Resumes the rollouts recorded in state_dir (Kubernetes: in each ModelRoute's status, on the leader).
+        rollouts=RolloutRunner(
+            changes,
+            audit,
+            stats,
+            state_dir,
+            store=StatusRolloutStore(kubernetes.source) if kubernetes else None,
+            is_leader=kubernetes.leads if kubernetes else lambda: True,
+        ),
         shadow=ShadowCollector(lambda: controller.intent, capture_inputs=options.shadow_inputs),
     )
     return ControlPlane(options, state_dir, parts, create_app(parts), kubernetes)

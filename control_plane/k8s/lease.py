@@ -220,6 +220,7 @@ class LeaderElection:
                     async with asyncio.timeout(remaining):
                         renewed = await self._attempt()
                 except TimeoutError:
+                    log.warning("%s: renewing lease %s/%s timed out", self.identity, self.namespace, self.name)
                     continue
                 if renewed:
                     last_renewed = started  # what we wrote as renewTime: observers count from no earlier

@@ -76,9 +76,26 @@ class KubernetesParts:
                 return
             log.warning("still waiting for the first list from the Kubernetes API server")
 
+    def leads(self) -> bool:
+        """Leader, and has seen every resource: only then may it act on what it sees (rollouts)."""
+        return self.election.is_leader and self.source.synced
+
     async def close(self) -> None:
         self.source.close()
         await self.client.close()
+
+
+class StatusRolloutStore:
+    """Rollout records in each ModelRoute's ``status.rollout``: any replica that becomes the leader resumes them."""
+
+    def __init__(self, source: KubernetesSource) -> None:
+        self.source = source
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        return self.source.rollouts()
+
+    def save(self, model: str, record: dict[str, Any]) -> None:
+        self.source.save_rollout(model, record)
 
 
 def refusal(election: LeaderElection) -> str | None:

@@ -32,6 +32,7 @@ import yaml
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.types import PatchType
 
 from control_plane.k8s.crd import API_VERSION
 from control_plane.k8s.kinds import CLASSES, PLURALS
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 POLICY_API_VERSION = "switchyard/v1"
 FIELD_MANAGER = "switchyard"
 CONFLICT_RETRIES = 3
+ROLLOUT_KEY = "rollout"  # the part of a ModelRoute's status that holds its rollout record
 
 
 class WriteRefused(OSError):
@@ -82,6 +84,13 @@ class Tracked:
         return [f"{format_path(e.path)}: {e.message}" if e.path else e.message for e in self.errors]
 
 
+def _newer(obj: Mapping[str, Any], than: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is a later version than ``than`` (resourceVersions compare as integers in practice)."""
+    a = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    b = str((than.get("metadata") or {}).get("resourceVersion") or "")
+    return not (a.isdigit() and b.isdigit()) or int(a) > int(b)
+
+
 def origin_of(kind: str, namespace: str, name: str) -> str:
     return f"{PLURALS[kind]}/{namespace}/{name}"
 
@@ -95,6 +104,15 @@ def plain(obj: Any) -> dict[str, Any]:
     if meta is not None and hasattr(meta, "to_dict"):
         data["metadata"] = meta.to_dict()
     return data
+
+
+def merge_patch_from(old: Any, new: Any) -> Any:
+    """The RFC 7386 merge patch that turns ``old`` into ``new`` (null removes a key; lists are whole)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch = {key: None for key in old.keys() - new.keys()}
+    patch.update({key: merge_patch_from(old.get(key), value) for key, value in new.items() if old.get(key) != value})
+    return patch
 
 
 def render(kind: str, obj: Mapping[str, Any]) -> str:
@@ -188,6 +206,8 @@ class KubernetesSource:
             tracked = self._tracked.get(origin)
             if tracked is None:
                 self._tracked[origin] = Tracked(origin, kind, name, obj, render(kind, obj))
+            elif not _newer(obj, tracked.obj):
+                continue  # our own write's result, seen before its watch event
             else:
                 tracked.obj = obj
                 tracked.rendered = render(kind, obj)
@@ -286,6 +306,41 @@ class KubernetesSource:
             except httpx.HTTPError as exc:
                 raise OSError(f"cannot reach the API server: {exc}") from None
         raise WriteConflict(f"{tracked.origin} keeps changing; retry")
+
+    def save_rollout(self, model: str, record: dict[str, Any]) -> None:
+        """Keep a ModelRoute's rollout record in its status (``status.rollout``); raises ``OSError``."""
+        refusal = self.may_write()
+        if refusal is not None:
+            raise WriteRefused(refusal)
+        tracked = self._tracked.get(origin_of("ModelRoute", self.namespace, model))
+        if tracked is None:
+            raise WriteRefused(f"no ModelRoute named {model!r} in namespace {self.namespace}")
+        # A JSON patch: it replaces the record whole and keeps its nulls (a merge patch deletes them).
+        if tracked.status:
+            patch = [{"op": "add", "path": f"/status/{ROLLOUT_KEY}", "value": record}]
+        else:  # no status yet (the status writer has not run): create it
+            patch = [{"op": "add", "path": "/status", "value": {ROLLOUT_KEY: record}}]
+        try:
+            written = self._client().patch(
+                CLASSES["ModelRoute"].Status, model, patch, namespace=self.namespace, patch_type=PatchType.JSON
+            )
+        except ApiError as exc:
+            raise OSError(f"the API server refused it: {exc.status.code} {exc.status.message}") from None
+        except httpx.HTTPError as exc:
+            raise OSError(f"cannot reach the API server: {exc}") from None
+        # Seen at once, not when the watch brings it: the next save computes its patch from it.
+        obj = plain(written)
+        if _newer(obj, tracked.obj):
+            tracked.obj = {**tracked.obj, "metadata": obj.get("metadata"), "status": obj.get("status")}
+
+    def rollouts(self) -> dict[str, dict[str, Any]]:
+        """The rollout record of every ModelRoute that has one."""
+        records: dict[str, dict[str, Any]] = {}
+        for tracked in self._tracked.values():
+            record = tracked.status.get(ROLLOUT_KEY)
+            if tracked.kind == "ModelRoute" and isinstance(record, dict):
+                records[tracked.name] = record
+        return records
 
     def _get(self, tracked: Tracked) -> dict[str, Any]:
         try:

@@ -30,7 +30,7 @@ from lightkube.types import PatchType
 
 from control_plane.engine.controller import Controller
 from control_plane.k8s.kinds import CLASSES
-from control_plane.k8s.source import KubernetesSource, Tracked
+from control_plane.k8s.source import ROLLOUT_KEY, KubernetesSource, Tracked, merge_patch_from
 from control_plane.policy.yaml_source import parse_documents
 from control_plane.translate.names import cluster_name
 from control_plane.translate.weights import effective_weights
@@ -43,15 +43,6 @@ INTERVAL_S = 1.0
 
 def rfc3339(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def merge_patch_from(old: Any, new: Any) -> Any:
-    """The RFC 7386 merge patch that turns ``old`` into ``new`` (null removes a key; lists are whole)."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return new
-    patch = {key: None for key in old.keys() - new.keys()}
-    patch.update({key: merge_patch_from(old.get(key), value) for key, value in new.items() if old.get(key) != value})
-    return patch
 
 
 def condition(
@@ -115,7 +106,8 @@ class StatusWriter:
             del self._written[origin]
         for resource in tracked:
             wanted = self.desired(resource)
-            shown = resource.status
+            # ``rollout`` belongs to the rollout runner (k8s/rollouts.py): never part of this patch.
+            shown = {k: v for k, v in resource.status.items() if k != ROLLOUT_KEY}
             if shown == wanted:
                 continue
             if self._written.get(resource.origin) == (resource.resource_version, wanted):
@@ -163,7 +155,8 @@ class StatusWriter:
         }
         if resource.kind == "ModelRoute":
             status["effectiveTraffic"] = self._effective_traffic(resource.name) if served else None
-        return status
+        # Absent rather than null: a merge patch deletes a null, so a null would never read back equal.
+        return {k: v for k, v in status.items() if v is not None}
 
     def _served(self, resource: Tracked) -> bool:
         """Whether the controller serves this resource's accepted spec (not an older one, or none)."""

@@ -150,7 +150,7 @@ class Informer:
         if event.type == "ERROR":
             raise ApiError(status=decoders.decode_status(event.object))
         if event.type == "BOOKMARK":
-            version = (json.loads(event.object).get("metadata") or {}).get("resourceVersion")
+            version = (json.loads(bytes(event.object)).get("metadata") or {}).get("resourceVersion")
             if version:
                 self.resource_version = version
             return

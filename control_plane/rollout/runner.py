@@ -4,9 +4,11 @@ Every change of the candidate's weight is an ordinary admin change
 (``PolicyChanges.apply``): validated as a whole policy set, written back to the
 policy file, recorded in the split history and published to Envoy. The
 rollout's own state (phase, step, consecutive failures, the latest checks) is a
-JSON file per model in ``<state dir>/rollouts/``, written atomically after every
-transition and check, so a restarted control plane resumes each rollout where
-it was (the interval in progress starts again: its first reading was in memory).
+record in a ``RolloutStore`` (a JSON file per model in ``<state dir>/rollouts/``;
+in Kubernetes mode the ModelRoute's status), written before every change of
+traffic and after every check, so a restarted control plane, or the replica that
+takes over as leader, resumes each rollout where it was (the interval in progress
+starts again: its first reading was in memory).
 
 Contract: single-threaded. Verbs and ticks run on the event loop that owns the
 controller; a tick awaits only its statistics read and re-checks afterwards that
@@ -16,7 +18,6 @@ no verb replaced the rollout meanwhile.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from control_plane.operations.history import RoutingState
 from control_plane.rollout import machine
 from control_plane.rollout.machine import Phase, Plan, Rollout, TransitionError
 from control_plane.rollout.metrics import EnvoyStats, MetricsError, Reading, Window, window
-from control_plane.sources.splice import write_atomic
+from control_plane.rollout.store import FileRolloutStore, RolloutStore
 from control_plane.translate.names import cluster_name, grpc_cluster_name
 
 log = logging.getLogger(__name__)
@@ -64,29 +65,68 @@ class RolloutRunner:
         *,
         tick_s: float = 0.2,
         clock: Callable[[], float] = time.time,
+        store: RolloutStore | None = None,  # None: files in <state_dir>/rollouts
+        is_leader: Callable[[], bool] = lambda: True,  # only the leader runs rollouts (Kubernetes mode)
     ) -> None:
         self.changes = changes
         self.audit = audit
         self.stats = stats
-        self.dir = state_dir / "rollouts"
+        self.store = store or FileRolloutStore(state_dir / "rollouts")
+        self.is_leader = is_leader
         self.tick_s = tick_s
         self.clock = clock
         self.rollouts: dict[str, Rollout] = {}
         self._windows: dict[str, tuple[float, Reading]] = {}  # model -> (interval start, first reading)
-        now = clock()
-        for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else ():
+        self._leading = False  # as of the last tick: a change to True loads what the previous leader left
+        self.load()
+
+    def load(self) -> None:
+        """Take the stored records as the truth (at start, and on becoming the leader)."""
+        now = self.clock()
+        rollouts: dict[str, Rollout] = {}
+        for model, record in self.store.load().items():
             try:
-                r = Rollout.from_json(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.error("ignoring unreadable rollout state %s: %s", path, exc)
+                r = Rollout.from_json(record)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("ignoring unreadable rollout state of %s: %s", model, exc)
                 continue
-            self.rollouts[r.model] = machine.resumed_after_restart(r, now)
+            rollouts[r.model] = machine.resumed_after_restart(r, now)
             if r.live:
                 log.info("resuming %s's rollout of %s: %s at %d%%", r.model, r.plan.candidate, r.phase, r.weight)
+        self.rollouts = rollouts
+        self._windows.clear()
+
+    def adopt(self) -> None:
+        """Finish the step a record names when traffic is still at the one before it.
+
+        The record is written before traffic changes; a leader (or process) that
+        stopped between the two left the traffic one step behind. Traffic that is
+        not a split between the rollout's two versions was changed by someone
+        else, and is left alone (the next strict step fails the rollout, saying so).
+        """
+        for model, r in self.rollouts.items():
+            if r.phase is not Phase.PROGRESSING:
+                continue
+            try:
+                current = {v: w for v, w in self._model(model).split.weights if w > 0}
+            except ChangeError:
+                continue
+            want = r.plan.traffic(r.weight)
+            if current == want or not set(current) <= {r.plan.baseline, r.plan.candidate}:
+                continue
+            log.warning("%s rollout: traffic is %s, its record says %s; finishing that step", model, current, want)
+            try:
+                self.changes.apply(
+                    model, self._planner(None, r, strict=False), who=AUTO, action="rollout-step", if_match=None
+                )
+            except ChangeError as exc:
+                log.error("%s rollout: cannot finish the step to %d%%: %s", model, r.weight, exc.reason)
 
     # -- reading ---------------------------------------------------------------------
 
     def get(self, model: str) -> Rollout:
+        if not self.is_leader():
+            self.load()  # a standby shows what the leader recorded last
         r = self.rollouts.get(model)
         if r is None:
             raise NotFound(f"{model!r} has no rollout; start one with `switchyard rollout start {model}`")
@@ -144,7 +184,13 @@ class RolloutRunner:
     async def run(self) -> None:
         while True:
             try:
-                await self.tick()
+                leading = self.is_leader()
+                if leading and not self._leading:
+                    self.load()  # what the previous leader (or this process, before a restart) recorded
+                    self.adopt()
+                self._leading = leading
+                if leading:
+                    await self.tick()
             except Exception:  # a bug must not stop every rollout for good
                 log.exception("rollout tick failed")
             await asyncio.sleep(self.tick_s)
@@ -221,16 +267,19 @@ class RolloutRunner:
         snapshot = None
         before = after = None
         if old is None or new.weight != old.weight:
+            self._save(new)  # first: a successor finds the record at or ahead of the traffic (see adopt)
             try:
                 change = self.changes.apply(
                     model, self._planner(old, new, strict=strict), who=who, action=action, if_match=None
                 )
                 before, after, snapshot = change.old.to_json(), change.new.to_json(), change.snapshot_version
             except ChangeError as exc:
-                if old is None:  # nothing started: refuse the verb
-                    raise
                 log.error("%s rollout: cannot set %s to %d%%: %s", model, new.plan.candidate, new.weight, exc.reason)
                 new = machine.fail(new, self.clock(), f"{action} could not change traffic: {exc.reason}", weight=None)
+                if old is None:  # nothing started: refuse the verb (the record says why it failed)
+                    self._save(new)
+                    self.rollouts[model] = new
+                    raise
                 action = "rollout-failed"
         self.rollouts[model] = new
         self._windows.pop(model, None)  # the next interval starts after the change
@@ -283,8 +332,10 @@ class RolloutRunner:
             raise no_such_model(name, (m.name for m in intent.models) if intent else ()) from None
 
     def _save(self, r: Rollout) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.dir / f"{r.model}.json", json.dumps(r.to_json(), indent=2, sort_keys=True) + "\n")
+        try:
+            self.store.save(r.model, r.to_json())
+        except OSError as exc:
+            raise Conflict(f"cannot record {r.model!r}'s rollout: {exc}") from None
 
     async def close(self) -> None:
         await self.stats.close()

@@ -9,6 +9,7 @@ schema validation, kubelet-driven readiness) is not exercised here; the README s
 from __future__ import annotations
 
 import collections
+import copy
 import os
 import signal
 from collections.abc import Iterator
@@ -18,20 +19,29 @@ from typing import Any
 import httpx
 import lightkube
 import pytest
+import yaml
 from lightkube.models.discovery_v1 import Endpoint, EndpointConditions, EndpointPort
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
 from control_plane.k8s.endpoints import SERVICE_LABEL
 from control_plane.k8s.kinds import Gateway, ModelRoute
-from tests.support.kube_emulator import KubeEmulator, kube_emulator_in_thread, kubeconfig_text, status_of
+from tests.support.kube_emulator import (
+    MODELROUTES,
+    KubeEmulator,
+    kube_emulator_in_thread,
+    kubeconfig_text,
+    status_of,
+)
+from tests.support.load import Load
 from tests.support.procs import ControlPlane, Envoy, free_port, wait_for
 from tests.support.upstream import VersionUpstream
 
 NS = "ml"
 VERSIONS = ("sentiment-v3", "sentiment-v4")
-LEASE_S = "1.5"  # short, so failover is quick; the production default is 15 s
+LEASE_S = "3"  # short, so failover is quick; the production default is 15 s
 
 
 def kubernetes_args(identity: str) -> list[str]:
@@ -59,15 +69,31 @@ class Cluster:
         )
         self.api.create(ModelRoute(metadata=ObjectMeta(name="sentiment", namespace=NS), spec=self.spec(50, 50)))
         self.planes: list[ControlPlane] = []
+        # Two replicas, both in Envoy's bootstrap: it streams from either, and moves on when one dies.
+        self.xds_ports = {"replica-a": free_port(), "replica-b": free_port()}
+        self.envoy = Envoy(self.xds_ports["replica-a"], workdir)
+        bootstrap = yaml.safe_load(self.envoy.config.read_text())
+        (xds,) = bootstrap["static_resources"]["clusters"]
+        endpoints = xds["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        endpoints.append(copy.deepcopy(endpoints[0]))
+        endpoints[1]["endpoint"]["address"]["socket_address"]["port_value"] = self.xds_ports["replica-b"]
+        self.envoy.config.write_text(yaml.safe_dump(bootstrap))
         self.control_plane = self.start_control_plane("replica-a")
-        self.envoy = Envoy(self.control_plane.xds_port, workdir).start()
+        self.envoy.start()
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.listener_port}", timeout=10)
 
     def start_control_plane(self, identity: str) -> ControlPlane:
         plane = ControlPlane(
             None,
             self.workdir,
-            extra_args=[*kubernetes_args(identity), "--state-dir", str(self.workdir / identity)],
+            xds_port=self.xds_ports[identity],
+            extra_args=[
+                *kubernetes_args(identity),
+                "--state-dir",
+                str(self.workdir / identity),
+                "--envoy-admin",  # whichever replica Envoy streams from, both read its statistics
+                self.envoy.admin,
+            ],
             env={"KUBECONFIG": str(self.kubeconfig)},
         ).start()
         self.planes.append(plane)
@@ -108,12 +134,17 @@ class Cluster:
 
     def wait_synced(self) -> dict[str, Any]:
         def synced() -> dict[str, Any] | None:
-            status = self.control_plane.status()
-            nodes = [n for n in status["envoys"] if n["connected"]]
-            ok = nodes and nodes[0]["synced_snapshot"] == status["snapshot_version"] is not None
-            return status if ok else None
+            for plane in self.live_planes():
+                status = plane.status()
+                nodes = [n for n in status["envoys"] if n["connected"]]
+                if nodes and nodes[0]["synced_snapshot"] == status["snapshot_version"] is not None:
+                    return status
+            return None
 
         return wait_for(synced, what="Envoy to ACK the current snapshot")
+
+    def live_planes(self) -> list[ControlPlane]:
+        return [p for p in self.planes if p.process is not None and p.process.alive()]
 
     def close(self) -> None:
         self.client.close()
@@ -220,35 +251,68 @@ def test_deleting_the_modelroute_removes_its_routes(cluster: Cluster) -> None:
     wait_for(lambda: cluster.send(1)[(200, "sentiment-v3")] or cluster.send(1)[(200, "sentiment-v4")], what="back")
 
 
-def test_a_second_replica_serves_the_same_versions_and_takes_over_when_the_leader_dies(cluster: Cluster) -> None:
+def test_the_standby_takes_over_a_rollout_when_the_leader_is_killed(cluster: Cluster) -> None:
     leader = cluster.control_plane
-    standby = cluster.start_control_plane("replica-b")
-
-    def lease_holder() -> str | None:
-        from lightkube.resources.coordination_v1 import Lease
-
-        spec = cluster.api.get(Lease, "switchyard-leader", namespace=NS).spec
-        return spec.holderIdentity if spec else None
-
-    assert wait_for(lease_holder, what="a leader") == "replica-a"
-    wait_for(lambda: standby.status()["snapshot_version"] == leader.status()["snapshot_version"], what="same version")
-    refused = httpx.put(
-        f"{standby.url}/v1/models/sentiment/traffic", json={"weights": {"sentiment-v3": 90, "sentiment-v4": 10}}
+    canary = {
+        "candidate": "sentiment-v4",
+        "baseline": "sentiment-v3",
+        "steps": [10, 20, 30, 40, 50],
+        "interval": "1s",
+        "min_requests": 3,
+        "max_error_rate": 0.5,
+    }
+    spec = {**cluster.spec(100, 0), "canary": canary}
+    cluster.api.patch(ModelRoute, "sentiment", {"spec": spec}, namespace=NS, patch_type=PatchType.MERGE)
+    wait_for(
+        lambda: cluster.condition("Accepted").get("observedGeneration") == cluster.route().metadata.generation,
+        what="the canary spec to be accepted",
     )
+    standby = cluster.start_control_plane("replica-b")
+    assert wait_for(lambda: lease_holder(cluster), what="a leader") == "replica-a"
+    wait_for(lambda: standby.status()["snapshot_version"] == leader.status()["snapshot_version"], what="same version")
+
+    # The standby refuses changes, naming the leader.
+    refused = httpx.put(f"{standby.url}/v1/models/sentiment/traffic", json={"weights": {"sentiment-v3": 100}})
     assert refused.status_code == 409, refused.text
     assert "not the leader: replica-a holds Lease ml/switchyard-leader" in refused.text
 
-    assert leader.process is not None
-    os.kill(leader.process.proc.pid, signal.SIGKILL)  # no release: the standby must wait the lease out
-    leader.process.proc.wait()
-    wait_for(lambda: lease_holder() == "replica-b", timeout=30, what="replica-b to take the lease")
-    changed = httpx.put(
-        f"{standby.url}/v1/models/sentiment/traffic", json={"weights": {"sentiment-v3": 90, "sentiment-v4": 10}}
-    )
-    assert changed.status_code == 200, changed.text
-    assert cluster.route()["spec"]["traffic"] == {"sentiment-v3": 90, "sentiment-v4": 10}
-    # The new leader writes status now (the old one cannot).
+    with Load(f"http://127.0.0.1:{cluster.listener_port}"):
+        start = f"{leader.url}/v1/models/sentiment/rollout/start"
+        wait_for(lambda: httpx.post(start).status_code == 200, what="the rollout to start")
+        wait_for(lambda: rollout_of(leader)["weight"] >= 20, timeout=60, what="the rollout's second step")
+        assert leader.process is not None
+        os.kill(leader.process.proc.pid, signal.SIGKILL)  # no release: the standby waits the lease out
+        leader.process.proc.wait()
+        wait_for(lambda: lease_holder(cluster) == "replica-b", timeout=30, what="replica-b to take the lease")
+        done = wait_for(
+            lambda: (r := rollout_of(standby))["phase"] != "progressing" and r, timeout=90, what="the rollout to end"
+        )
+    assert done["phase"] == "promoted", done
+    assert cluster.route()["spec"]["traffic"] == {"sentiment-v4": 100}
+    # Every step once, in order, across both leaders: the candidate's weight in each written spec.
+    weights = [version["spec"]["traffic"].get("sentiment-v4", 0) for version in route_history(cluster)]
+    steps = [w for i, w in enumerate(weights) if i == 0 or w != weights[i - 1]]
+    assert steps[steps.index(10) - 1 :] == [0, 10, 20, 30, 40, 50, 100], weights
+    # The new leader writes status now; Envoy follows it (it streams from replica-b).
     wait_for(
-        lambda: status_of(cluster.route()).get("effectiveTraffic") == {"sentiment-v3": 90, "sentiment-v4": 10},
+        lambda: status_of(cluster.route()).get("effectiveTraffic") == {"sentiment-v4": 100},
         what="status from the new leader",
     )
+    cluster.wait_synced()
+    assert set(cluster.send(20)) == {(200, "sentiment-v4")}
+
+
+def lease_holder(cluster: Cluster) -> str | None:
+    spec = cluster.api.get(Lease, "switchyard-leader", namespace=NS).spec
+    return spec.holderIdentity if spec else None
+
+
+def rollout_of(plane: ControlPlane) -> dict[str, Any]:
+    response = httpx.get(f"{plane.url}/v1/models/sentiment/rollout", timeout=10)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def route_history(cluster: Cluster) -> list[dict[str, Any]]:
+    return cluster.kube.emulator.history(MODELROUTES, NS, "sentiment")

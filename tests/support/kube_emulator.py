@@ -214,6 +214,16 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         """The cluster's current resourceVersion (that of the latest write)."""
         return str(self._revision)
 
+    def history(self, resource: kmock.resource, namespace: str, name: str) -> list[dict[str, Any]]:
+        """Every version of one object written since the start, oldest first (copies)."""
+        return [
+            copy.deepcopy(e.object)
+            for e in list(self._log)
+            if e.resource == resource
+            and e.object.get("metadata", {}).get("namespace") == namespace
+            and e.object.get("metadata", {}).get("name") == name
+        ]
+
     def compact(self, before: int | str | None = None) -> None:
         """Expire resourceVersions older than ``before`` (default: the current one), as etcd compaction does.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from lightkube.models.discovery_v1 import Endpoint, EndpointConditions, EndpointPort
 from lightkube.models.meta_v1 import ObjectMeta
@@ -10,7 +11,8 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 
 from control_plane import ir
 from control_plane.k8s.endpoints import SERVICE_LABEL, EndpointSliceCache, ready_endpoints
-from control_plane.k8s.watch import Event
+from control_plane.k8s.watch import Event, Informer
+from tests.support.kube_emulator import kube_emulator
 
 
 def slice_of(service: str, name: str, *endpoints: tuple[str, EndpointConditions | None]) -> EndpointSlice:
@@ -75,3 +77,29 @@ def test_cache_groups_slices_by_service_and_follows_events() -> None:
 
     asyncio.run(scenario())
     assert len(changes) == 3
+
+
+async def test_the_informer_follows_bookmarks_of_a_kind_with_required_fields() -> None:
+    """A BOOKMARK carries only metadata; an EndpointSlice without addressType must not break the watch."""
+    async with kube_emulator(bookmark_interval_s=0.05) as kube:
+        client = kube.client("ml")
+        await client.create(slice_of("v3", "v3-a", ("10.0.0.1", EndpointConditions(ready=True))), namespace="ml")
+        changes: list[int] = []
+        cache = EndpointSliceCache(lambda: changes.append(1))
+        informer = Informer(client, EndpointSlice, "ml", cache)
+        task = asyncio.create_task(informer.run())
+        try:
+            await asyncio.wait_for(informer.synced.wait(), 5)
+            listed_at = informer.resource_version
+            other = kube.client("elsewhere")  # moves the cluster's version on, with no event here
+            await other.create(slice_of("x", "x-a"), namespace="elsewhere")
+            for _ in range(100):
+                if informer.resource_version != listed_at:
+                    break
+                await asyncio.sleep(0.05)
+            assert informer.resource_version == kube.emulator.resource_version  # from a bookmark
+            assert informer.lists == 1 and len(changes) == 1  # no failure, no relist, no change
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

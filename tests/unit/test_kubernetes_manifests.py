@@ -44,8 +44,6 @@ CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "Clust
 CONTROL_PLANE = "switchyard-control-plane"
 XDS_PORT = 18000
 ADMIN_PORT = 18001
-# Flags `switchyard serve` gains for Kubernetes mode; not every checkout's parser has them yet.
-KUBERNETES_FLAGS = {"--kubernetes", "--namespace", "--identity", "--lease-name"}
 # What the control plane may do, per (API group, resource): nothing else, no wildcards.
 ALLOWED_VERBS: dict[tuple[str, str], set[str]] = {
     ("switchyard.dev", "modelroutes"): {"get", "list", "watch", "update", "patch"},
@@ -119,11 +117,6 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def model_args(container: Doc) -> argparse.Namespace:
     """The model-service container's arguments, as `python -m model_services serve` reads them."""
     return model_service_parser().parse_args(["serve", *container["args"]])
-
-
-def serve_options() -> set[str]:
-    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    return {flag for action in sub.choices["serve"]._actions for flag in action.option_strings}
 
 
 def policy_docs() -> list[Doc]:
@@ -346,14 +339,16 @@ def test_control_plane_command_probes_and_tokens(docs: list[Doc]) -> None:
     (container,) = pod["containers"]
     assert container["image"] == "switchyard/control-plane:latest"
     args = container["args"]  # after the image's ENTRYPOINT, `python -m control_plane`
-    assert args[:2] == ["serve", "--kubernetes"]
-    options = dict(zip(args[2::2], args[3::2], strict=True))
-    assert set(options) - KUBERNETES_FLAGS <= serve_options()
-    assert options["--namespace"] == "$(POD_NAMESPACE)" and options["--identity"] == "$(POD_NAME)"
-    assert options["--lease-name"] == "switchyard-leader"
-    assert options["--xds-address"] == options["--admin-address"] == "0.0.0.0"
-    assert int(options.get("--xds-port", XDS_PORT)) == XDS_PORT
-    assert int(options.get("--admin-port", ADMIN_PORT)) == ADMIN_PORT
+    options = build_parser().parse_args(args)
+    assert options.command == "serve" and options.kubernetes is True and not options.policies
+    assert (options.namespace, options.identity) == ("$(POD_NAMESPACE)", "$(POD_NAME)")
+    assert options.lease_name == "switchyard-leader"
+    assert options.xds_address == options.admin_address == "0.0.0.0"
+    assert (options.xds_port, options.admin_port) == (XDS_PORT, ADMIN_PORT)
+    # History and the audit log need a writable directory: the root filesystem is read-only.
+    (state,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(options.state_dir)]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == state["name"]]
+    assert not state.get("readOnly") and "emptyDir" in volume
     downward = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
     assert downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     assert port_numbers(container) == {"grpc-xds": XDS_PORT, "http-admin": ADMIN_PORT}
@@ -361,7 +356,7 @@ def test_control_plane_command_probes_and_tokens(docs: list[Doc]) -> None:
         assert container[probe]["httpGet"]["path"] == "/healthz"
         assert probe_port(container, probe) == ADMIN_PORT
     # The tokens file: from the Secret, mounted read-only, in the admin API's format.
-    tokens = PurePosixPath(options["--tokens"])
+    tokens = PurePosixPath(options.tokens)
     (mount,) = [m for m in container["volumeMounts"] if PurePosixPath(m["mountPath"]) == tokens.parent]
     assert mount["readOnly"] is True
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
