@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,69 @@ async def test_deadline_and_refused_verbs(tmp_path: Path) -> None:
     await runner.tick()
     r = runner.get("m")
     assert (r.phase.value, r.weight) == ("failed", 0) and "pause_deadline" in (r.reason or "")
+
+
+async def test_a_step_recorded_but_not_applied_is_finished_once_on_resume(tmp_path: Path) -> None:
+    """The record is written before traffic moves; dying between the two leaves traffic one step behind."""
+    clock, stats = Clock(), FakeStats()
+    runner = make(tmp_path, clock, stats)
+    runner.start("m", "alice")
+    policy = tmp_path / "policies" / "m.yaml"
+    behind = policy.read_text()  # traffic at 10%
+    await interval(runner, clock, stats, cand=20)
+    assert runner.get("m").weight == 50
+    policy.write_text(behind)  # as if the process died after the record, before the policy write
+
+    resumed = make(tmp_path, clock, stats)
+    assert resumed.get("m").weight == 50
+    resumed.adopt()
+    assert "traffic: {v3: 50, v4: 50}" in policy.read_text()
+    resumed.adopt()  # idempotent: the step is not applied twice
+    steps = [dict(e.state.traffic) for e in resumed.changes.history.entries("m")]
+    assert steps[-2:] == [{"v3": 90, "v4": 10}, {"v3": 50, "v4": 50}]  # the revert, then one step
+    await interval(resumed, clock, stats, cand=20)
+    assert resumed.get("m").phase.value == "promoted"
+
+
+async def test_traffic_changed_by_hand_is_not_adopted(tmp_path: Path) -> None:
+    clock, stats = Clock(), FakeStats()
+    runner = make(tmp_path, clock, stats)
+    runner.start("m", "alice")
+    policy = tmp_path / "policies" / "m.yaml"
+    policy.write_text(
+        POLICY.replace("v4: {endpoints", 'v5: {endpoints: ["127.0.0.1:8301"]}\n    v4: {endpoints').replace(
+            "traffic: {v3: 100}", "traffic: {v3: 80, v5: 20}"
+        )
+    )
+    resumed = make(tmp_path, clock, stats)
+    resumed.adopt()
+    assert "traffic: {v3: 80, v5: 20}" in policy.read_text()  # left alone; the next strict step fails, saying so
+
+
+async def test_only_the_leader_runs_rollouts(tmp_path: Path) -> None:
+    clock, stats = Clock(), FakeStats()
+    leading = False
+    policies = tmp_path / "policies"
+    runner = make(tmp_path, clock, stats)
+    runner.start("m", "alice")
+    standby = RolloutRunner(
+        runner.changes, runner.audit, stats, tmp_path / "state", clock=clock, tick_s=0.01, is_leader=lambda: leading
+    )
+    task = asyncio.create_task(standby.run())
+    try:
+        stats.serve("m/v4", 50)
+        clock.now += 5
+        await asyncio.sleep(0.1)
+        assert "v4: 10" in (policies / "m.yaml").read_text()  # a standby changes nothing
+        leading = True
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            stats.serve("m/v4", 50)
+            clock.now += 1.1
+            if "v4: 50" in (policies / "m.yaml").read_text():
+                break
+        assert "v4: 50" in (policies / "m.yaml").read_text()  # the leader carries on from the record
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
