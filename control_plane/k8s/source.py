@@ -122,7 +122,8 @@ def render(kind: str, obj: Mapping[str, Any]) -> str:
     if meta.get("labels"):
         metadata["labels"] = dict(meta["labels"])
     document = {"apiVersion": POLICY_API_VERSION, "kind": kind, "metadata": metadata, "spec": obj.get("spec")}
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    # ASCII only: a raw NEL or LINE SEPARATOR would read back as a line break.
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=False)
 
 
 class _KindConsumer:

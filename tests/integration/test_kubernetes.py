@@ -177,6 +177,8 @@ def test_a_modelroute_becomes_routes_in_envoy_and_reports_programmed(cluster: Cl
     assert status["envoys"] == {"connected": 1, "current": 1}
     assert status["effectiveTraffic"] == {"sentiment-v3": 50, "sentiment-v4": 50}
     assert status["observedGeneration"] == cluster.route().metadata.generation
+    gateway = status_of(cluster.api.get(Gateway, "edge", namespace=NS))
+    assert [(c["type"], c["status"]) for c in gateway["conditions"]] == [("Accepted", "True"), ("Programmed", "True")]
 
 
 def test_an_endpoint_that_is_not_ready_loses_its_share(cluster: Cluster) -> None:
