@@ -171,3 +171,17 @@ def test_up_prints_rejected_and_accepted_reloads_but_not_no_ops() -> None:
     assert lines[1] == "    p.yaml:3: spec.x: bad"
     assert reload_lines(accepted)[0].endswith("policy change accepted: 1 model(s), snapshot abc")
     assert reload_lines({**accepted, "changed": False}) == []
+
+
+@pytest.mark.parametrize("args", [[], ["--policies", "policies/", "--kubernetes"]])
+def test_serve_reads_files_or_kubernetes_not_both(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", *args]) == 2
+    assert capsys.readouterr().err == "switchyard serve: give either --policies DIR or --kubernetes\n"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e9"])
+def test_serve_refuses_a_lease_duration_that_cannot_work(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve", "--kubernetes", "--lease-duration-s", value])
+    assert exit_.value.code == 2
+    assert "--lease-duration-s: must be more than 0 and less than a day" in capsys.readouterr().err
