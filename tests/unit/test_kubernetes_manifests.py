@@ -119,6 +119,12 @@ def model_args(container: Doc) -> argparse.Namespace:
     return model_service_parser().parse_args(["serve", *container["args"]])
 
 
+def serve_flags() -> set[str]:
+    """`switchyard serve`'s option strings, spelled out (argparse would take a prefix)."""
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return {flag for action in sub.choices["serve"]._actions for flag in action.option_strings}
+
+
 def policy_docs() -> list[Doc]:
     """policies/sentiment.yaml as the policy loader reads it (YAML 1.2: `on` is a string)."""
     from ruamel.yaml import YAML
@@ -311,6 +317,20 @@ def test_envoy_reads_the_bootstrap_and_is_probed_on_its_admin_port(docs: list[Do
     assert probe_port(envoy, "readinessProbe") == admin_port
 
 
+def test_each_envoy_replica_announces_its_own_node_id_and_admin_url(docs: list[Doc]) -> None:
+    """The control plane reads canary statistics from the admin URL an Envoy announces; the
+    bootstrap's admin listens on 0.0.0.0, so each replica adds its Pod IP (and Pod name as id)."""
+    bootstrap = yaml.safe_load(named(docs, "ConfigMap", "envoy-bootstrap")["data"]["envoy.yaml"])
+    admin_port = bootstrap["admin"]["address"]["socket_address"]["port_value"]
+    (envoy,) = containers(named(docs, "Deployment", "envoy"))
+    args = envoy["args"]
+    overlay = yaml.safe_load(args[args.index("--config-yaml") + 1])
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in envoy["env"]}
+    assert overlay["node"]["id"] == "$(POD_NAME)" and env["POD_NAME"] == "metadata.name"
+    assert overlay["node"]["metadata"] == {"switchyard.admin_url": f"http://$(POD_IP):{admin_port}"}
+    assert env["POD_IP"] == "status.podIP"
+
+
 def test_the_envoy_service_exposes_the_gateway_listener_only(docs: list[Doc]) -> None:
     gateway_port = named(docs, "Gateway", "edge")["spec"]["port"]
     service = named(docs, "Service", "envoy")
@@ -340,6 +360,7 @@ def test_control_plane_command_probes_and_tokens(docs: list[Doc]) -> None:
     assert container["image"] == "switchyard/control-plane:latest"
     args = container["args"]  # after the image's ENTRYPOINT, `python -m control_plane`
     options = build_parser().parse_args(args)
+    assert {a for a in args if a.startswith("--")} <= serve_flags()
     assert options.command == "serve" and options.kubernetes is True and not options.policies
     assert (options.namespace, options.identity) == ("$(POD_NAMESPACE)", "$(POD_NAME)")
     assert options.lease_name == "switchyard-leader"
