@@ -228,7 +228,7 @@ class KubernetesSource:
             for origin in pending:
                 tracked = self._tracked[origin]
                 tracked.text, tracked.errors = tracked.rendered, ()
-            return self._publish() or True
+            return self._publish()
         for origin in pending:
             tracked = self._tracked[origin]
             accepted = {o: t.text for o, t in self._tracked.items() if t.text is not None and o != origin}
@@ -236,13 +236,14 @@ class KubernetesSource:
             if errors is None:
                 tracked.text, tracked.errors = tracked.rendered, ()
             else:
-                own = tuple(e for e in errors if e.file == origin)
-                tracked.errors = own or tuple(errors)
-                log.error(
-                    "%s rejected, still serving its last accepted spec:\n  %s",
-                    origin,
-                    "\n  ".join(tracked.problems),
-                )
+                own = tuple(e for e in errors if e.file == origin) or tuple(errors)
+                if own != tracked.errors:  # said once, not again at every retry
+                    tracked.errors = own
+                    log.error(
+                        "%s rejected, still serving its last accepted spec:\n  %s",
+                        origin,
+                        "\n  ".join(tracked.problems),
+                    )
         return self._publish()
 
     def _publish(self) -> bool:
