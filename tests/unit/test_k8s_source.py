@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kmock
 import lightkube
 import pytest
 import yaml
@@ -27,7 +28,14 @@ from control_plane.operations.changes import Conflict, Stale
 from control_plane.plane import ControlPlane, ServeOptions, build
 from control_plane.policy.errors import PolicyErrors
 from control_plane.policy.loader import load_texts
-from tests.support.kube_emulator import KubeEmulator, kube_emulator_in_thread, merge_patch, status_of
+from tests.support.kube_emulator import (
+    MODELROUTES,
+    KubeEmulator,
+    api_error,
+    kube_emulator_in_thread,
+    merge_patch,
+    status_of,
+)
 from tests.support.policy_strategies import model_routes
 
 NS = "ml"
@@ -278,3 +286,33 @@ def test_a_resource_renders_as_the_policy_document_it_stands_for(data: st.DataOb
         return  # the strategy also draws invalid documents; a resource with one is rejected alike
     rendered = load_texts({origin: render("ModelRoute", obj)}).models[0].value
     assert rendered == direct
+
+
+async def test_an_api_server_outage_keeps_the_last_state_and_recovers(
+    kube: KubeEmulator, api: lightkube.Client, tmp_path: Path
+) -> None:
+    """Lists and watches fail for a while (etcd down): nothing served changes, then the change arrives."""
+    api.create(route("a", spec({"v3": 90, "v4": 10})))
+    failing = False
+
+    def maybe_fail(request: kmock.Request) -> Any:
+        if failing and request.method == kmock.method.GET:  # lists and watches; the test's own writes pass
+            raise api_error(500, "InternalError", "etcdserver: request timed out")
+        raise NotImplementedError  # kmock: not answered here, the emulator serves it
+
+    kube.emulator[kube.emulator.resource(MODELROUTES)] << maybe_fail
+    async with running(kube, tmp_path, watch_timeout_s=1) as plane:
+        served = plane.cache.current
+        failing = True
+        informer = plane.kubernetes.informers[0]  # type: ignore[union-attr]
+        lists = informer.lists
+        api.patch(
+            ModelRoute, "a", {"spec": {"traffic": {"v3": 50, "v4": 50}}}, namespace=NS, patch_type=PatchType.MERGE
+        )
+        await asyncio.sleep(2.5)  # the open watch may deliver the patch; every new list and watch fails
+        if traffic_of(plane, "a") == {"v3": 90, "v4": 10}:
+            assert plane.cache.current is served
+        assert informer.lists == lists  # no list got through
+        failing = False
+        await until(lambda: traffic_of(plane, "a") == {"v3": 50, "v4": 50}, "the change after the outage")
+        assert informer.lists > lists
