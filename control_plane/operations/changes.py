@@ -278,7 +278,7 @@ class PolicyChanges:
         try:
             self.write_back.write(plan.file, plan.new_text)
         except WriteConflict as exc:
-            raise Stale(f"model {model!r} changed since it was read ({exc}); read it again and retry") from None
+            raise Stale(f"{exc}; read model {model!r} again and retry") from None
         except OSError as exc:
             raise Conflict(f"cannot write {plan.file}: {exc}") from None
         before = len(self.history.entries(model))
