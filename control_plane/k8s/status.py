@@ -84,7 +84,6 @@ class StatusWriter:
         # origin -> (its resourceVersion then, the status written): not redone until the watch shows a newer one
         self._written: dict[str, tuple[str, dict[str, Any]]] = {}
         self._parsed: dict[str, tuple[str, Any]] = {}  # origin -> (accepted text, its parsed document)
-        self.writes = 0
 
     async def run(self) -> None:
         while True:
@@ -106,7 +105,7 @@ class StatusWriter:
             del self._written[origin]
         for resource in tracked:
             wanted = self.desired(resource)
-            # ``rollout`` belongs to the rollout runner (k8s/rollouts.py): never part of this patch.
+            # ``rollout`` is the rollout runner's record (KubernetesSource.save_rollout): never patched here.
             shown = {k: v for k, v in resource.status.items() if k != ROLLOUT_KEY}
             if shown == wanted:
                 continue
@@ -120,7 +119,6 @@ class StatusWriter:
                 patch_type=PatchType.MERGE,
             )
             self._written[resource.origin] = (resource.resource_version, wanted)
-            self.writes += 1
             patched += 1
         return patched
 
@@ -139,14 +137,12 @@ class StatusWriter:
             programmed = condition(
                 "Programmed", False, "Pending", f"not in the served configuration: {why}", generation, previous, now
             )
-        elif connected and current == len(connected):
-            message = f"{current} of {len(connected)} Envoys run snapshot {snapshot.version if snapshot else None}"
-            programmed = condition("Programmed", True, "Programmed", message, generation, previous, now)
         else:
-            message = f"{current} of {len(connected)} connected Envoys run snapshot " + (
-                snapshot.version if snapshot else "none"
-            )
-            programmed = condition("Programmed", False, "Pending", message, generation, previous, now)
+            everywhere = bool(connected) and current == len(connected)
+            running = snapshot.version if snapshot else None
+            message = f"{current} of {len(connected)} connected Envoys run snapshot {running}"
+            reason = "Programmed" if everywhere else "Pending"
+            programmed = condition("Programmed", everywhere, reason, message, generation, previous, now)
         status: dict[str, Any] = {
             "observedGeneration": generation,
             "conditions": [accepted, programmed],
