@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import httpx
+import httpx2  # lightkube 1.x speaks httpx2 (a fork of httpx): its errors are not httpx2.HTTPError
 import lightkube
 import yaml
 from lightkube.config.kubeconfig import KubeConfig
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 POLICY_API_VERSION = "switchyard/v1"
 FIELD_MANAGER = "switchyard"
 CONFLICT_RETRIES = 3
+WRITE_TIMEOUT_S = 3.0  # per request of a write (see _client)
 ROLLOUT_KEY = "rollout"  # the part of a ModelRoute's status that holds its rollout record
 
 
@@ -305,7 +306,7 @@ class KubernetesSource:
                 current = self._get(tracked)
                 if render(tracked.kind, current) != tracked.text:
                     raise WriteConflict(f"{tracked.origin} changed since it was read: {exc.status.message}") from None
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 raise OSError(f"cannot reach the API server: {exc}") from None
         raise WriteConflict(f"{tracked.origin} keeps changing; retry")
 
@@ -328,7 +329,7 @@ class KubernetesSource:
             )
         except ApiError as exc:
             raise OSError(f"the API server refused it: {exc.status.code} {exc.status.message}") from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise OSError(f"cannot reach the API server: {exc}") from None
         # Seen at once, not when the watch brings it: the next save computes its patch from it.
         obj = plain(written)
@@ -349,7 +350,7 @@ class KubernetesSource:
             return plain(self._client().get(CLASSES[tracked.kind], tracked.name, namespace=self.namespace))
         except ApiError as exc:
             raise WriteConflict(f"{tracked.origin} changed since it was read: {exc.status.message}") from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise OSError(f"cannot reach the API server: {exc}") from None
 
     def close(self) -> None:
@@ -358,7 +359,14 @@ class KubernetesSource:
             self._writer = None
 
     def _client(self) -> lightkube.Client:
-        # A synchronous client: the admin change path is synchronous (one short request).
+        # A synchronous client: the admin change path is synchronous and runs on the event
+        # loop, so an API server that hangs would hold xDS and the API up; the short timeout
+        # bounds that (the change then fails with a message, nothing is half-written).
         if self._writer is None:
-            self._writer = lightkube.Client(config=self.config, namespace=self.namespace, field_manager=FIELD_MANAGER)
+            self._writer = lightkube.Client(
+                config=self.config,
+                namespace=self.namespace,
+                field_manager=FIELD_MANAGER,
+                timeout=httpx2.Timeout(WRITE_TIMEOUT_S),
+            )
         return self._writer

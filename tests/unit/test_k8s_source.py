@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from lightkube.config.kubeconfig import KubeConfig
+from lightkube.config.models import Cluster, User
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.types import PatchType
 
@@ -312,3 +315,21 @@ async def test_an_api_server_outage_keeps_the_last_state_and_recovers(
         failing = False
         await until(lambda: traffic_of(plane, "a") == {"v3": 50, "v4": 50}, "the change after the outage")
         assert informer.lists > lists  # it came with a fresh list
+
+
+def test_a_write_when_the_api_server_is_unreachable_is_a_refusal_with_a_reason(tmp_path: Path) -> None:
+    """Not an exception the admin API would turn into a 500."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = KubeConfig.from_one(cluster=Cluster(server=f"http://127.0.0.1:{port}"), user=User(), namespace=NS)
+    source = KubernetesSource(NS, config)
+    obj = {"metadata": {"name": "a", "namespace": NS, "resourceVersion": "1"}, "spec": spec({"v3": 100, "v4": 0})}
+    asyncio.run(source.update("ModelRoute", {"a": obj}, whole=True))
+    origin = f"modelroutes/{NS}/a"
+    text = source.read()[origin]
+    with pytest.raises(OSError, match="cannot reach the API server"):
+        source.write(origin, text)
+    with pytest.raises(OSError, match="cannot reach the API server"):
+        source.save_rollout("a", {"phase": "progressing"})
+    source.close()
