@@ -119,6 +119,19 @@ def api_error(code: int, reason: str, message: str, **details: Any) -> kmock.Kub
     return kmock.KubernetesError(status=code, reason=reason, message=message, details=details)
 
 
+def _failure(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A ``Status`` object as the API server sends it with an error (and in a watch ERROR event)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
 def _now() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -245,15 +258,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             code, reason, message, details = exc.status, exc.reason or "InternalError", exc.message or "", exc.details
         else:
             code, reason, message, details = 500, "InternalError", f"{type(exc).__name__}: {exc}", None
-        status = {
-            "apiVersion": "v1",
-            "kind": "Status",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "code": code,
-        }
+        status = _failure(code, reason, message)
         if details:
             status["details"] = details
         return aiohttp.web.Response(
@@ -572,18 +577,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
 
     @staticmethod
     def _error_event(code: int, reason: str, message: str) -> dict[str, Any]:
-        return {
-            "type": "ERROR",
-            "object": {
-                "apiVersion": "v1",
-                "kind": "Status",
-                "metadata": {},
-                "status": "Failure",
-                "message": message,
-                "reason": reason,
-                "code": code,
-            },
-        }
+        return {"type": "ERROR", "object": _failure(code, reason, message)}
 
 
 @dataclass
